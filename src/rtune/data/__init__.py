@@ -1,0 +1,1 @@
+"""Records, one reader/writer per format, splits and validation."""

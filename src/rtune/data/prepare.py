@@ -1,0 +1,86 @@
+"""Stage `prepare`: raw data (SQuAD json, BEIR folder, QA pairs) -> a split BEIR dataset folder."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rtune.data.atomic import atomic_dir
+from rtune.data.beir import read_beir, read_corpus, write_beir
+from rtune.data.dataset import RetrievalDataset
+from rtune.data.manifest import write_manifest
+from rtune.data.qa_pairs import read_qa_pairs
+from rtune.data.splits import SplitFractions, check_leaks, cross_split_report, split_dataset
+from rtune.data.squad import read_squad
+from rtune.errors import InputError
+
+log = logging.getLogger(__name__)
+
+InputFormat = Literal["auto", "squad", "beir", "qa-pairs"]
+
+
+class PrepareConfig(BaseModel):
+    """Everything `rtune prepare` needs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: Path
+    output: Path
+    format: InputFormat = "auto"
+    corpus: Path | None = Field(None, description="corpus.jsonl that QA-pair lines point into by doc_id")
+    split_by: Literal["group", "query"] = "group"
+    train: float = 0.7
+    dev: float = 0.1
+    test: float = 0.2
+    resplit: bool = Field(False, description="BEIR input: pool its splits and split again")
+    seed: int = 42
+    allow_leaks: bool = False
+    overwrite: bool = False
+
+
+def detect_format(path: Path) -> str:
+    """Guess the input format from what is on disk."""
+    if path.is_dir():
+        return "beir"
+    if path.suffix == ".jsonl":
+        return "qa-pairs"
+    if path.suffix == ".json":
+        return "squad"
+    raise InputError("cannot tell the format (expected a BEIR folder, SQuAD .json or QA-pairs .jsonl); pass --format", path)
+
+
+def load_raw(config: PrepareConfig) -> tuple[RetrievalDataset, bool]:
+    """Read the input; return the dataset and whether it still needs splitting."""
+    fmt = config.format if config.format != "auto" else detect_format(config.input)
+    if fmt == "squad":
+        return read_squad(config.input), True
+    if fmt == "qa-pairs":
+        corpus = read_corpus(config.corpus) if config.corpus else None
+        return read_qa_pairs(config.input, corpus), True
+    dataset = read_beir(config.input)
+    return dataset, config.resplit
+
+
+def prepare(config: PrepareConfig) -> dict:
+    """Run the stage; returns the report (sizes, cross-split texts) that is also saved in the manifest."""
+    started = time.time()
+    dataset, needs_split = load_raw(config)
+    fractions = SplitFractions(train=config.train, dev=config.dev, test=config.test)
+    if needs_split:
+        dataset = split_dataset(dataset, fractions, by=config.split_by, seed=config.seed)
+    else:
+        log.info("keeping the BEIR folder's own splits (%s); pass --resplit to split again", ", ".join(dataset.qrels))
+    report = cross_split_report(dataset)
+    check_leaks(report, config.allow_leaks, str(config.input))
+    stats = {"documents": len(dataset.corpus), **report.as_dict()}
+    with atomic_dir(config.output, overwrite=config.overwrite) as tmp:
+        write_beir(tmp, dataset)
+        (tmp / "split_report.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        inputs = [config.input] + ([config.corpus] if config.corpus else [])
+        write_manifest(tmp, "prepare", config.model_dump(mode="json"), inputs, started, stats)
+    return stats

@@ -1,0 +1,1 @@
+"""Negative mining: BM25 and dense search, rank-range sampling, false-negative filters."""

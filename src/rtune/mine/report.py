@@ -1,0 +1,80 @@
+"""The mining report: what was kept, what was dropped and why, and labelling smells."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def describe(values: list[float]) -> dict[str, float]:
+    """Summary statistics of a list of numbers (empty -> {})."""
+    if not values:
+        return {}
+    arr = np.asarray(values, dtype=np.float64)
+    q = np.percentile(arr, [5, 25, 50, 75, 95])
+    return {"count": int(arr.size), "mean": float(arr.mean()), "min": float(arr.min()), "p5": float(q[0]),
+            "p25": float(q[1]), "median": float(q[2]), "p75": float(q[3]), "p95": float(q[4]), "max": float(arr.max())}
+
+
+@dataclass
+class MiningReport:
+    """Accumulates per-query outcomes; `as_dict()` is what goes to mining_report.json."""
+
+    wanted: int
+    range_end: int
+    queries: int = 0
+    negatives_kept: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    short_queries: list[dict] = field(default_factory=list)
+    positive_ranks: list[int] = field(default_factory=list)
+    positive_scores: list[float] = field(default_factory=list)
+    kept_scores: list[float] = field(default_factory=list)
+    dropped_scores: list[float] = field(default_factory=list)
+
+    def add(self, query_id: str, kept: int, dropped: Counter, positive_rank: int, positive_score: float,
+            kept_scores: list[float], dropped_scores: list[float]) -> None:
+        self.queries += 1
+        self.negatives_kept += kept
+        self.dropped.update(dropped)
+        if kept < self.wanted:
+            self.short_queries.append({"query_id": query_id, "kept": kept})
+        self.positive_ranks.append(positive_rank)
+        self.positive_scores.append(positive_score)
+        self.kept_scores.extend(kept_scores)
+        self.dropped_scores.extend(dropped_scores)
+
+    def as_dict(self) -> dict:
+        ranks = np.asarray(self.positive_ranks or [0])
+        return {
+            "queries": self.queries,
+            "negatives_wanted_per_query": self.wanted,
+            "negatives_kept": self.negatives_kept,
+            "dropped_by_rule": dict(self.dropped),
+            "short_queries": len(self.short_queries),
+            "short_query_examples": self.short_queries[:50],
+            "positive_rank": {
+                **describe([float(r) for r in self.positive_ranks]),
+                "at_rank_1": float((ranks == 1).mean()),
+                f"outside_top_{self.range_end}": int((ranks > self.range_end).sum()),
+            },
+            "scores": {
+                "positive": describe(self.positive_scores),
+                "kept_negative": describe(self.kept_scores),
+                "dropped_negative": describe(self.dropped_scores),
+            },
+        }
+
+    def summary_lines(self) -> list[str]:
+        d = self.as_dict()
+        rank = d["positive_rank"]
+        lines = [
+            f"mined {self.queries} queries: {self.negatives_kept} negatives kept "
+            f"({self.negatives_kept / max(1, self.queries):.1f} per query, {self.wanted} wanted)",
+            "dropped: " + (", ".join(f"{k}={v}" for k, v in sorted(self.dropped.items())) or "none"),
+            f"queries short of negatives: {len(self.short_queries)}",
+            f"positive rank under the miner: median {rank.get('median', 0):.0f}, at rank 1 {rank['at_rank_1']:.1%}, "
+            f"outside the top {self.range_end}: {rank[f'outside_top_{self.range_end}']} (check those labels)",
+        ]
+        return lines
