@@ -90,6 +90,8 @@ class _Miner:
         self.config, self.dataset, self.rank_range, self.source_name = config, dataset, rank_range, source_name
         self.doc_ids = list(dataset.corpus)
         self.position = {doc_id: i for i, doc_id in enumerate(self.doc_ids)}
+        # One hash of the normalised text per document, so 'identical text' checks cost a set lookup.
+        self.text_key = {doc_id: hash(normalize_text(doc.text)) for doc_id, doc in dataset.corpus.items()}
         self.report = MiningReport(wanted=config.negatives, range_end=rank_range.end)
 
     def positive_positions(self, qid: str) -> list[int]:
@@ -99,11 +101,11 @@ class _Miner:
         corpus, split = self.dataset.corpus, self.config.split
         positives = self.dataset.positives(split, qid)
         positive_set = set(positives)
-        positive_texts = {normalize_text(corpus[d].text) for d in positives}
+        positive_texts = {self.text_key[d] for d in positives}
         ranked = [Candidate(self.doc_ids[i], rank, float(s)) for rank, (i, s) in enumerate(zip(indices, scores), start=1)]
         rules = [
             ("known_positive_id", lambda c: c.doc_id in positive_set),
-            ("identical_positive_text", lambda c: normalize_text(corpus[c.doc_id].text) in positive_texts),
+            ("identical_positive_text", lambda c: self.text_key[c.doc_id] in positive_texts),
         ]
         rng = random.Random(f"{self.config.seed}:{qid}")
         selection = select_negatives(ranked, self.rank_range, self.config.negatives, self.config.strategy, rng, rules)

@@ -1,0 +1,1 @@
+"""Evaluation: IR metrics through ir-measures (pytrec_eval), runs, reports."""

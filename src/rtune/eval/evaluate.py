@@ -1,0 +1,81 @@
+"""Stage `eval`: BM25 or a bi-encoder on one split; metrics, per-query values and a TREC run."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rtune.data.atomic import atomic_dir
+from rtune.data.beir import read_beir
+from rtune.data.dataset import RetrievalDataset
+from rtune.data.manifest import write_manifest
+from rtune.eval.metrics import DEFAULT_KS, DEFAULT_METRICS, compute_metrics, metric_names
+from rtune.eval.rankers import BM25Ranker, DenseRanker, Ranker
+from rtune.eval.run_file import write_run
+from rtune.index.encoder import SentenceTransformerEncoder
+
+BM25 = "bm25"
+
+
+class EvalConfig(BaseModel):
+    """Everything `rtune eval` needs. `model` is `bm25`, a model folder or a hub id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: Path
+    model: str = BM25
+    split: str = "test"
+    output: Path | None = None
+    metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
+    ks: list[int] = Field(default_factory=lambda: list(DEFAULT_KS))
+    batch_size: int = Field(64, ge=1)
+    language: str = "en"
+    query_prompt: str | None = None
+    document_prompt: str | None = None
+    device: str | None = None
+    overwrite: bool = False
+
+
+def build_ranker(config: EvalConfig, dataset: RetrievalDataset) -> Ranker:
+    corpus = list(dataset.corpus.values())
+    if config.model == BM25:
+        return BM25Ranker(corpus, config.language)
+    from rtune.models.loading import load_bi_encoder
+
+    encoder = SentenceTransformerEncoder(load_bi_encoder(config.model, config.device), config.query_prompt, config.document_prompt)
+    return DenseRanker(encoder, corpus, name=config.model, batch_size=config.batch_size)
+
+
+def evaluate_ranker(ranker: Ranker, dataset: RetrievalDataset, split: str, names: list[str]):
+    """Rank the split's queries and score the run: returns (means, per_query, run)."""
+    qrels = dataset.require_split(split)
+    queries = {qid: q.text for qid, q in dataset.split_queries(split).items()}
+    k = max(int(n.split("@")[1]) for n in names)
+    run = ranker.rank(queries, k)
+    means, per_query = compute_metrics(qrels, run, names)
+    return means, per_query, run
+
+
+def evaluate(config: EvalConfig, dataset: RetrievalDataset | None = None, ranker: Ranker | None = None) -> dict[str, float]:
+    """Run the stage. With `output`, writes metrics.json, per_query.json, run.trec and a manifest."""
+    started = time.time()
+    names = metric_names(config.metrics, config.ks)
+    if config.output is not None:
+        from rtune.data.atomic import ensure_new_output
+
+        ensure_new_output(config.output, config.overwrite)  # fail before the work, not after
+    dataset = dataset or read_beir(config.dataset)
+    dataset.require_split(config.split)
+    ranker = ranker or build_ranker(config, dataset)
+    means, per_query, run = evaluate_ranker(ranker, dataset, config.split, names)
+    if config.output is not None:
+        with atomic_dir(config.output, overwrite=config.overwrite) as tmp:
+            (tmp / "metrics.json").write_text(json.dumps(means, indent=2) + "\n", encoding="utf-8")
+            (tmp / "per_query.json").write_text(json.dumps(per_query) + "\n", encoding="utf-8")
+            write_run(tmp / "run.trec", run, tag=Path(config.model).name)
+            inputs = [config.dataset] + ([config.model] if Path(config.model).exists() else [])
+            write_manifest(tmp, "eval", config.model_dump(mode="json"), inputs, started, {"metrics": means})
+    return means

@@ -1,0 +1,58 @@
+"""Rankers turn queries into a run over a corpus: BM25 and dense (any Encoder, exact FAISS search)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from rtune.data.records import Document
+from rtune.eval.metrics import Run
+from rtune.index.encoder import Encoder
+from rtune.index.faiss_index import ExactIndex
+from rtune.mine.bm25 import BM25Index
+
+
+class Ranker(Protocol):
+    name: str
+
+    def rank(self, queries: Mapping[str, str], k: int) -> Run:
+        """{query id: {doc id: score}} with each query's top k documents."""
+
+
+def _to_run(qids: Sequence[str], doc_ids: Sequence[str], positions, scores) -> Run:
+    return {qid: {doc_ids[p]: float(s) for p, s in zip(row_p, row_s) if p >= 0}
+            for qid, row_p, row_s in zip(qids, positions, scores)}
+
+
+class BM25Ranker:
+    name = "bm25"
+
+    def __init__(self, corpus: Sequence[Document], language: str = "en") -> None:
+        self.doc_ids = [d.id for d in corpus]
+        self.index = BM25Index(language).index([d.text for d in corpus])
+
+    def rank(self, queries: Mapping[str, str], k: int) -> Run:
+        positions, scores = self.index.search(list(queries.values()), k, show_progress=True)
+        return _to_run(list(queries), self.doc_ids, positions, scores)
+
+
+class DenseRanker:
+    """Encodes the corpus once (on first use), then answers any number of rank() calls."""
+
+    def __init__(self, encoder: Encoder, corpus: Sequence[Document], name: str = "dense", batch_size: int = 64,
+                 show_progress: bool = True) -> None:
+        self.encoder, self.corpus, self.name = encoder, list(corpus), name
+        self.batch_size, self.show_progress = batch_size, show_progress
+        self._index: ExactIndex | None = None
+
+    def index(self) -> ExactIndex:
+        if self._index is None:
+            embeddings = self.encoder.encode_documents([d.text for d in self.corpus], self.batch_size, self.show_progress)
+            self._index = ExactIndex.build(embeddings)
+        return self._index
+
+    def rank(self, queries: Mapping[str, str], k: int) -> Run:
+        index = self.index()
+        embeddings = self.encoder.encode_queries(list(queries.values()), self.batch_size, self.show_progress)
+        positions, scores = index.search(embeddings, k)
+        return _to_run(list(queries), [d.id for d in self.corpus], positions, scores)

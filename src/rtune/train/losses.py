@@ -1,0 +1,28 @@
+"""Loss registry: the contrastive losses sentence-transformers provides, by the names users type."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rtune.train.config import TrainConfig
+
+
+def _mnrl(model, config: TrainConfig):
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    return MultipleNegativesRankingLoss(model, scale=config.scale)
+
+
+def _cached_mnrl(model, config: TrainConfig):
+    from sentence_transformers.sentence_transformer.losses import CachedMultipleNegativesRankingLoss
+
+    return CachedMultipleNegativesRankingLoss(model, scale=config.scale, mini_batch_size=config.mini_batch_size)
+
+
+LOSSES: dict[str, Callable] = {"mnrl": _mnrl, "cached_mnrl": _cached_mnrl}
+
+
+def build_loss(model, config: TrainConfig):
+    if config.loss not in LOSSES:
+        raise ValueError(f"unknown loss '{config.loss}'; valid: {', '.join(LOSSES)}")
+    return LOSSES[config.loss](model, config)

@@ -1,0 +1,29 @@
+"""rtune's lineage section appended to the sentence-transformers model card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def append_lineage(model_dir: Path, lineage: dict) -> None:
+    """Add a '## rtune lineage' section (base model, data, hyper-parameters, dev metrics) to README.md."""
+    card = model_dir / "README.md"
+    text = card.read_text(encoding="utf-8") if card.is_file() else ""
+    section = [
+        "",
+        "## rtune lineage",
+        "",
+        f"- base model: `{lineage['base_model']}`",
+        f"- training groups: `{lineage['groups']['path']}` (sha256 `{lineage['groups']['sha256'][:16]}...`)",
+        f"- training rows: {lineage['rows']['rows']} (skipped without negatives: {lineage['rows']['skipped_no_negatives']})",
+    ]
+    if lineage.get("dataset"):
+        section.append(f"- dev evaluation: `{lineage['dataset']}` split `{lineage['dev_split']}`")
+    if lineage.get("best"):
+        section.append(f"- best checkpoint: epoch {lineage['best']['epoch']} ({lineage['metric_for_best']} = "
+                       f"{lineage['best'][lineage['metric_for_best']]:.4f}; base model: {lineage['base_dev'][lineage['metric_for_best']]:.4f})")
+    section += ["", "Hyper-parameters:", "", "```json", json.dumps(lineage["config"], indent=2), "```", ""]
+    if lineage.get("dev_history"):
+        section += ["Dev metrics per evaluation:", "", "```json", json.dumps(lineage["dev_history"], indent=2), "```", ""]
+    card.write_text(text + "\n".join(section), encoding="utf-8")
