@@ -29,7 +29,7 @@ class BM25Ranker:
 
     def __init__(self, corpus: Sequence[Document], language: str = "en") -> None:
         self.doc_ids = [d.id for d in corpus]
-        self.index = BM25Index(language).index([d.text for d in corpus])
+        self.index = BM25Index(language).index([d.text for d in corpus], show_progress=len(corpus) > 50_000)
 
     def rank(self, queries: Mapping[str, str], k: int) -> Run:
         positions, scores = self.index.search(list(queries.values()), k, show_progress=True)

@@ -75,6 +75,8 @@ class MiningReport:
             "dropped: " + (", ".join(f"{k}={v}" for k, v in sorted(self.dropped.items())) or "none"),
             f"queries short of negatives: {len(self.short_queries)}",
             f"positive rank under the miner: median {rank.get('median', 0):.0f}, at rank 1 {rank['at_rank_1']:.1%}, "
-            f"outside the top {self.range_end}: {rank[f'outside_top_{self.range_end}']} (check those labels)",
+            f"outside the top {self.range_end}: {rank[f'outside_top_{self.range_end}']}",
         ]
+        if rank[f"outside_top_{self.range_end}"]:
+            lines.append("  a positive the miner ranks that low is a labelling smell: see positive_rank in the report")
         return lines

@@ -36,11 +36,11 @@ class MineConfig(BaseModel):
 
     dataset: Path
     output: Path
-    method: str = "bm25"
+    method: str = Field("bm25", description="miner: bm25")
     split: str = "train"
     range: str = Field("2-200", description="1-based inclusive rank range to sample from")
-    negatives: int = Field(15, ge=1)
-    strategy: str = "random"
+    negatives: int = Field(15, ge=1, description="negatives per query")
+    strategy: str = Field("random", description=f"how to pick within the range: {', '.join(STRATEGIES)}")
     seed: int = 42
     language: str = Field("en", description="BM25 stemmer/stopwords language (ISO code)")
     batch_size: int = Field(256, ge=1, description="queries searched per batch")

@@ -28,9 +28,8 @@ class BM25Source:
 
     name = "bm25"
 
-    def __init__(self, documents: Sequence[Document], language: str = "en", show_progress: bool = True) -> None:
-        self.index = BM25Index(language).index([d.text for d in documents], show_progress=show_progress)
-        self.show_progress = show_progress
+    def __init__(self, documents: Sequence[Document], language: str = "en") -> None:
+        self.index = BM25Index(language).index([d.text for d in documents], show_progress=len(documents) > 50_000)
 
     def search(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         return self.index.search(queries, k)

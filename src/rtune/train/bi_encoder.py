@@ -52,15 +52,27 @@ def _training_arguments(config: TrainConfig, checkpoints: Path, has_dev: bool):
     )
 
 
+def build_trainer(config: TrainConfig, model, columns: dict[str, list[str]], checkpoints: Path, evaluator=None):
+    """The sentence-transformers trainer rtune runs: no-duplicates batches, per-column max lengths, our loss."""
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer
+
+    from rtune.train.collator import QueryPassageCollator
+
+    collator = QueryPassageCollator(preprocess_fn=model.preprocess, query_length=config.max_query_length,
+                                    passage_length=config.max_passage_length, prompts=_prompts(config, columns))
+    return SentenceTransformerTrainer(
+        model=model, args=_training_arguments(config, checkpoints, evaluator is not None),
+        train_dataset=Dataset.from_dict(columns), loss=build_loss(model, config), evaluator=evaluator,
+        data_collator=collator,
+    )
+
+
 def train_bi_encoder(config: TrainConfig) -> dict:
     """Train, keep the best epoch by the dev metric, save a sentence-transformers folder at `config.output`.
 
     Returns a summary: rows, dev history, best epoch, throughput.
     """
-    from datasets import Dataset
-    from sentence_transformers import SentenceTransformerTrainer
-
-    from rtune.train.collator import QueryPassageCollator
     from rtune.train.evaluator import RetrievalDevEvaluator
 
     started = time.time()
@@ -83,14 +95,7 @@ def train_bi_encoder(config: TrainConfig) -> dict:
         log.info("no --dataset given: no dev evaluation; the last epoch is kept")
     with atomic_dir(config.output, overwrite=config.overwrite) as tmp:
         base_dev = evaluator(model, epoch=0, steps=0) if evaluator else {}
-        args = _training_arguments(config, tmp / "checkpoints", evaluator is not None)
-        trainer = SentenceTransformerTrainer(
-            model=model, args=args, train_dataset=Dataset.from_dict(columns),
-            loss=build_loss(model, config), evaluator=evaluator,
-            data_collator=QueryPassageCollator(preprocess_fn=model.preprocess, query_length=config.max_query_length,
-                                               passage_length=config.max_passage_length,
-                                               prompts=_prompts(config, columns)),
-        )
+        trainer = build_trainer(config, model, columns, tmp / "checkpoints", evaluator)
         train_started = time.time()
         output = trainer.train()
         train_seconds = time.time() - train_started

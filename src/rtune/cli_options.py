@@ -1,0 +1,92 @@
+"""One shared builder: a stage's click options generated from its pydantic config, plus `--config YAML`."""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+import click
+from pydantic import BaseModel, ValidationError
+
+from rtune.errors import InputError
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _base_type(annotation: Any) -> Any:
+    """Strip Optional[...] / `X | None`."""
+    if get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else str
+    return annotation
+
+
+def option_for(name: str, field) -> click.Parameter:
+    """A click option mirroring one config field (lists are comma-separated, Literals are choices)."""
+    annotation = _base_type(field.annotation)
+    help_text = field.description or ""
+    default_shown = None if field.is_required() else field.get_default(call_default_factory=True)
+    if default_shown not in (None, [], ""):
+        shown = ",".join(map(str, default_shown)) if isinstance(default_shown, list) else default_shown
+        help_text = f"{help_text} [default: {shown}]".strip()
+    if annotation is bool:
+        return click.Option([f"{_flag(name)}/--no-{name.replace('_', '-')}"], default=None, help=help_text)
+    if get_origin(annotation) is typing.Literal:
+        return click.Option([_flag(name)], type=click.Choice([str(a) for a in get_args(annotation)]), default=None, help=help_text)
+    if get_origin(annotation) is list:
+        return click.Option([_flag(name)], type=str, default=None, help=f"comma-separated; {help_text}")
+    click_type = {int: int, float: float, Path: click.Path(path_type=Path)}.get(annotation, str)
+    return click.Option([_flag(name)], type=click_type, default=None, help=help_text)
+
+
+def build_config(config_cls: type[BaseModel], values: dict[str, Any], config_file: Path | None) -> BaseModel:
+    """YAML file first, flags on top; validation errors name the flag."""
+    merged: dict[str, Any] = {}
+    if config_file is not None:
+        import yaml
+
+        try:
+            loaded = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise InputError(f"cannot read config: {err}", config_file) from None
+        if not isinstance(loaded, dict):
+            raise InputError("config must be a mapping of option names to values", config_file)
+        merged.update({k.replace("-", "_"): v for k, v in loaded.items()})
+    for name, value in values.items():
+        if value is None:
+            continue
+        field = config_cls.model_fields[name]
+        if get_origin(_base_type(field.annotation)) is list and isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        merged[name] = value
+    try:
+        return config_cls(**merged)
+    except ValidationError as err:
+        first = err.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else ""
+        where = _flag(name) if name in config_cls.model_fields else name
+        if first["type"] == "missing":
+            raise InputError(f"missing required option {where}") from None
+        if first["type"] == "extra_forbidden" and config_file is not None:
+            raise InputError(f"unknown option '{name}'; valid: {', '.join(config_cls.model_fields)}", config_file) from None
+        raise InputError(f"{where}: {first['msg']}") from None
+
+
+def stage_command(name: str, config_cls: type[BaseModel], run, help_text: str, positional: tuple[str, ...] = ()) -> click.Command:
+    """A click command whose options are `config_cls`'s fields; `run(config)` does the work."""
+    params: list[click.Parameter] = []
+    for field_name in positional:
+        params.append(click.Argument([field_name], required=False, type=click.Path(path_type=Path)))
+    for field_name, field in config_cls.model_fields.items():
+        if field_name not in positional:
+            params.append(option_for(field_name, field))
+    params.append(click.Option(["--config", "config_file"], type=click.Path(path_type=Path, exists=True, dir_okay=False),
+                               default=None, help="YAML file with these options (flags override it)"))
+
+    def callback(config_file: Path | None = None, **values: Any) -> None:
+        run(build_config(config_cls, values, config_file))
+
+    return click.Command(name, params=params, callback=callback, help=help_text)

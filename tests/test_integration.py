@@ -1,0 +1,64 @@
+"""The real all-MiniLM-L6-v2 on real data (XQuAD): prepare -> mine -> train -> eval, with real figures."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import data_path
+from rtune.data.beir import read_beir
+from rtune.data.prepare import PrepareConfig, prepare
+from rtune.eval.evaluate import EvalConfig, evaluate
+from rtune.eval.run_file import read_run
+from rtune.mine.run import MineConfig, mine
+from rtune.models.loading import load_bi_encoder
+from rtune.train.bi_encoder import train_bi_encoder
+from rtune.train.config import TrainConfig
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def xquad_en(tmp_path_factory):
+    out = tmp_path_factory.mktemp("xquad") / "en"
+    stats = prepare(PrepareConfig(input=data_path("xquad", "xquad.en.json"), output=out))
+    assert stats["documents"] == 240 and stats["true_leaks"] == 0
+    return out
+
+
+def test_split_by_article_has_no_article_in_two_splits(xquad_en):
+    dataset = read_beir(xquad_en)
+    groups = {s: {dataset.queries[q].group for q in t} for s, t in dataset.qrels.items()}
+    assert not groups["train"] & groups["test"] and not groups["train"] & groups["dev"]
+    assert len(groups["test"]) == round(0.2 * 48)
+
+
+def test_minilm_eval_matches_its_own_similarity(xquad_en, minilm, tmp_path):
+    out = tmp_path / "eval"
+    means = evaluate(EvalConfig(dataset=xquad_en, model=str(minilm), split="test", output=out, ks=[1, 10]))
+    assert 0.6 < means["hit@1"] <= means["hit@10"] <= 1.0 and means["hit@10"] > 0.9
+    # second computation: plain numpy cosine over the same texts
+    dataset = read_beir(xquad_en)
+    model = load_bi_encoder(minilm)
+    doc_ids = list(dataset.corpus)
+    docs = model.encode([dataset.corpus[d].text for d in doc_ids], normalize_embeddings=True)
+    run = read_run(out / "run.trec")
+    for qid in list(dataset.qrels["test"])[:20]:
+        scores = docs @ model.encode([dataset.queries[qid].text], normalize_embeddings=True)[0]
+        top = [doc_ids[i] for i in np.argsort(-scores)[:10]]
+        ranked = sorted(run[qid], key=lambda d: -run[qid][d])
+        assert ranked[0] == top[0]
+        assert set(ranked) == set(top) or np.sort(scores)[-10] - np.sort(scores)[-11] < 1e-4
+
+
+def test_short_stage1_run_trains_and_evaluates(xquad_en, minilm, tmp_path):
+    mine(MineConfig(dataset=xquad_en, output=tmp_path / "mined", range="2-50", negatives=5))
+    report = json.loads((tmp_path / "mined" / "mining_report.json").read_text())
+    assert report["short_queries"] == 0 and report["positive_rank"]["at_rank_1"] > 0.5
+    summary = train_bi_encoder(TrainConfig(groups=tmp_path / "mined", dataset=xquad_en, output=tmp_path / "model",
+                                           model=str(minilm), max_queries=32, batch_size=16, max_passage_length=128))
+    assert summary["rows"]["rows"] == 32 and len(summary["dev_history"]) == 2
+    means = evaluate(EvalConfig(dataset=xquad_en, model=str(tmp_path / "model"), split="test", ks=[10]))
+    assert means["hit@10"] > 0.9
