@@ -1,0 +1,67 @@
+"""Shared benchmark plumbing: run a step in its own process (wall time, peak RSS), machine facts, RESULTS.md."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import platform
+import re
+import resource
+import time
+import traceback
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def _child(queue, fn, args, kwargs):
+    try:
+        started = time.perf_counter()
+        value = fn(*args, **kwargs)
+        wall = time.perf_counter() - started
+        queue.put(("ok", value, wall, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    except BaseException:  # report, don't hang the parent
+        queue.put(("error", traceback.format_exc(), 0.0, 0.0))
+
+
+def run_step(name: str, fn, *args, **kwargs) -> dict:
+    """Run `fn` in a fresh spawned process; return {'value', 'wall_s', 'peak_mb'} (peak RSS of that process)."""
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_child, args=(queue, fn, args, kwargs))
+    process.start()
+    status, value, wall, peak = queue.get()
+    process.join()
+    if status != "ok":
+        raise RuntimeError(f"step {name} failed:\n{value}")
+    print(f"  {name}: {wall:.1f}s, peak {peak:.0f} MB", flush=True)
+    return {"value": value, "wall_s": round(wall, 2), "peak_mb": round(peak, 1)}
+
+
+def machine() -> str:
+    cpu = platform.processor() or "cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return f"{torch.cuda.get_device_name(0)} GPU + {os.cpu_count()} CPU cores ({cpu})"
+    except ImportError:
+        pass
+    return f"CPU only: {os.cpu_count()} cores ({cpu}), {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB"
+
+
+def update_results(section: str, body: str) -> None:
+    """Replace (or append) the block between <!-- section --> markers in RESULTS.md."""
+    start, end = f"<!-- {section} -->", f"<!-- /{section} -->"
+    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n\nEach section is written by the script it names; rerun that command to refresh it.\n"
+    block = f"{start}\n{body.strip()}\n{end}"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    RESULTS.write_text(text, encoding="utf-8")
