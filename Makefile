@@ -26,6 +26,8 @@ test: install
 
 bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/stage1.py --budget cpu
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/stage2.py --budget cpu
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/mining.py
 
 clean:
 	rm -rf $(VENV) runs

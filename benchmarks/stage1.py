@@ -117,7 +117,10 @@ def run_dataset(name: str, budget: Budget, work: Path, base_model: str) -> dict:
     metrics["rtune stage 1 (BM25 negatives)"] = steps["eval_stage1"] = run_step("eval_stage1", step_eval, data, str(folder / "stage1"), language)
     pairs = folder / "peer_pairs.jsonl"
     write_peer_pairs(mined, str(pairs), budget)
-    steps["train_peer"] = run_step("train_peer", train_peer, str(pairs), base_model, str(folder / "peer"), budget.epochs,
+    from rtune.models.loading import resolve_model
+
+    # the peer is plain sentence-transformers: give it the folder the base id resolves to (no hub here)
+    steps["train_peer"] = run_step("train_peer", train_peer, str(pairs), resolve_model(base_model), str(folder / "peer"), budget.epochs,
                                    budget.batch_size, budget.learning_rate, budget.warmup_ratio, budget.max_passage_length, budget.seed)
     metrics["peer: plain sentence-transformers MNRL"] = steps["eval_peer"] = run_step("eval_peer", step_eval, data, str(folder / "peer"), language)
     # throughput at equal settings: rtune on the same pairs (group size 1, no dev eval), right after the peer

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("RTUNE_CACHE_DIR", tempfile.mkdtemp(prefix="rtune-test-cache-"))  # never the user's cache
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RTUNE_DATA", REPO.parent / "shared" / "data"))

@@ -34,7 +34,12 @@ class EvalConfig(BaseModel):
     batch_size: int = Field(64, ge=1)
     language: str = "en"
     query_prompt: str | None = None
+    query_instruction: str | None = None
+    query_format: str = "{}{}"
     document_prompt: str | None = None
+    cache: bool = Field(True, description="reuse/keep embeddings in the embedding cache (shared with `rtune mine`)")
+    cache_dir: Path | None = None
+    embedding_dtype: str = Field("float32", description="cached corpus embeddings: float32, float16")
     device: str | None = None
     overwrite: bool = False
 
@@ -43,10 +48,15 @@ def build_ranker(config: EvalConfig, dataset: RetrievalDataset) -> Ranker:
     corpus = list(dataset.corpus.values())
     if config.model == BM25:
         return BM25Ranker(corpus, config.language)
-    from rtune.models.loading import load_bi_encoder
+    from rtune.index.embedding_cache import EmbeddingCache
+    from rtune.models.loading import load_bi_encoder, resolve_model
+    from rtune.models.prompts import PromptSettings
 
-    encoder = SentenceTransformerEncoder(load_bi_encoder(config.model, config.device), config.query_prompt, config.document_prompt)
-    return DenseRanker(encoder, corpus, name=config.model, batch_size=config.batch_size)
+    prompts = PromptSettings(config.query_prompt, config.document_prompt, config.query_instruction, config.query_format)
+    encoder = SentenceTransformerEncoder(load_bi_encoder(config.model, config.device), prompts=prompts,
+                                         model_id=resolve_model(config.model))
+    cache = EmbeddingCache(config.cache_dir) if config.cache else None
+    return DenseRanker(encoder, corpus, name=config.model, batch_size=config.batch_size, cache=cache, dtype=config.embedding_dtype)
 
 
 def evaluate_ranker(ranker: Ranker, dataset: RetrievalDataset, split: str, names: list[str]):

@@ -7,8 +7,10 @@ from typing import Protocol
 
 from rtune.data.records import Document
 from rtune.eval.metrics import Run
+from rtune.index.dense_search import exact_search
+from rtune.index.embedding_cache import EmbeddingCache
+from rtune.index.embeddings import cached_embeddings
 from rtune.index.encoder import Encoder
-from rtune.index.faiss_index import ExactIndex
 from rtune.mine.bm25 import BM25Index
 
 
@@ -37,22 +39,25 @@ class BM25Ranker:
 
 
 class DenseRanker:
-    """Encodes the corpus once (on first use), then answers any number of rank() calls."""
+    """Embeds the corpus once (from the embedding cache when given one), then answers any rank() call
+    with exact FAISS search over the (possibly memory-mapped) matrix."""
 
     def __init__(self, encoder: Encoder, corpus: Sequence[Document], name: str = "dense", batch_size: int = 64,
-                 show_progress: bool = True) -> None:
+                 show_progress: bool = True, cache: EmbeddingCache | None = None, dtype: str = "float32") -> None:
         self.encoder, self.corpus, self.name = encoder, list(corpus), name
         self.batch_size, self.show_progress = batch_size, show_progress
-        self._index: ExactIndex | None = None
+        self.cache, self.dtype = cache, dtype
+        self._matrix = None
 
-    def index(self) -> ExactIndex:
-        if self._index is None:
-            embeddings = self.encoder.encode_documents([d.text for d in self.corpus], self.batch_size, self.show_progress)
-            self._index = ExactIndex.build(embeddings)
-        return self._index
+    def matrix(self):
+        if self._matrix is None:
+            self._matrix = cached_embeddings(self.encoder, [d.text for d in self.corpus], "documents", self.cache,
+                                             self.dtype, self.batch_size, self.show_progress)
+        return self._matrix
 
     def rank(self, queries: Mapping[str, str], k: int) -> Run:
-        index = self.index()
-        embeddings = self.encoder.encode_queries(list(queries.values()), self.batch_size, self.show_progress)
-        positions, scores = index.search(embeddings, k)
+        matrix = self.matrix()
+        embeddings = cached_embeddings(self.encoder, list(queries.values()), "queries", self.cache, "float32",
+                                       self.batch_size, self.show_progress)
+        positions, scores = exact_search(embeddings, matrix, k)
         return _to_run(list(queries), [d.id for d in self.corpus], positions, scores)

@@ -7,6 +7,8 @@ from typing import Protocol
 
 import numpy as np
 
+from rtune.models.prompts import PromptSettings
+
 
 class Encoder(Protocol):
     """Turns texts into embeddings where higher inner product means more relevant."""
@@ -20,12 +22,16 @@ class Encoder(Protocol):
 
 class SentenceTransformerEncoder:
     """Wraps a SentenceTransformer. Prompts saved with the model apply unless overridden here; embeddings
-    are L2-normalised when the model's similarity is cosine, so inner product equals its similarity."""
+    are L2-normalised when the model's similarity is cosine, so inner product equals its similarity.
+    `model_id` (its folder or hub id) identifies the weights for the embedding cache."""
 
-    def __init__(self, model, query_prompt: str | None = None, document_prompt: str | None = None) -> None:
+    def __init__(self, model, query_prompt: str | None = None, document_prompt: str | None = None,
+                 prompts: PromptSettings | None = None, model_id: str | None = None) -> None:
         self.model = model
-        self.query_prompt = query_prompt
-        self.document_prompt = document_prompt
+        self.prompts = prompts or PromptSettings(query_prompt=query_prompt, document_prompt=document_prompt)
+        self.query_prompt = self.prompts.query_prompt
+        self.document_prompt = self.prompts.document_prompt
+        self.model_id = model_id
         similarity = str(getattr(model, "similarity_fn_name", None) or "cosine")
         if similarity not in ("cosine", "dot"):
             raise ValueError(f"similarity '{similarity}' is not supported for inner-product search; valid: cosine, dot")
@@ -40,7 +46,19 @@ class SentenceTransformerEncoder:
         return np.ascontiguousarray(embeddings, dtype=np.float32)
 
     def encode_queries(self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+        texts = [self.prompts.format_query(t) for t in texts]
         return self._encode("encode_query", texts, self.query_prompt, batch_size, show_progress)
+
+    def cache_identity(self, kind: str) -> dict | None:
+        """What, besides the texts, decides the embeddings of `kind` ('queries' or 'documents'); None when
+        the weights cannot be identified (a model in training)."""
+        if self.model_id is None:
+            return None
+        from rtune.index.embedding_cache import model_fingerprint
+
+        prompts = self.prompts.as_dict() if kind == "queries" else {"document_prompt": self.document_prompt}
+        return {"model": model_fingerprint(self.model_id), "kind": kind, "max_seq_length": self.model.max_seq_length,
+                "normalize": self.normalize, **prompts}
 
     def encode_documents(self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
         return self._encode("encode_document", texts, self.document_prompt, batch_size, show_progress)

@@ -10,8 +10,8 @@ import numpy as np
 
 from rtune.data.beir import read_corpus
 from rtune.data.records import Document
+from rtune.index.dense_search import exact_search
 from rtune.index.encoder import Encoder, SentenceTransformerEncoder
-from rtune.index.faiss_index import ExactIndex
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +43,7 @@ def as_documents(corpus: str | Path | Mapping[str, Document] | Iterable[Document
 
 
 class Retriever:
-    """Dense retrieval with exact FAISS search.
+    """Dense retrieval with exact FAISS (inner-product) search.
 
     >>> retriever = Retriever.from_pretrained("path/to/model")
     >>> retriever.index_documents(["Paris is the capital of France.", "Berlin is in Germany."])
@@ -55,7 +55,7 @@ class Retriever:
         self.encoder = encoder
         self.batch_size = batch_size
         self.documents: list[Document] = []
-        self.index: ExactIndex | None = None
+        self.embeddings: np.ndarray | None = None  # (n_documents, dim) float32
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path | None = None, device: str | None = None,
@@ -72,14 +72,13 @@ class Retriever:
         self.documents = as_documents(corpus)
         if not self.documents:
             raise ValueError("nothing to index: the corpus is empty")
-        embeddings = self.encoder.encode_documents([d.text for d in self.documents], self.batch_size, show_progress)
-        self.index = ExactIndex.build(embeddings)
+        self.embeddings = self.encoder.encode_documents([d.text for d in self.documents], self.batch_size, show_progress)
         return self
 
     def search_embeddings(self, query_embeddings: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
-        if self.index is None:
+        if self.embeddings is None:
             raise RuntimeError("call index_documents() before retrieving")
-        return self.index.search(query_embeddings, top_k)
+        return exact_search(query_embeddings, self.embeddings, top_k)
 
     def batch_retrieve(self, queries: Sequence[str], top_k: int = 10, batch_size: int | None = None,
                        show_progress: bool = False) -> list[list[Hit]]:

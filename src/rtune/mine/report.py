@@ -32,6 +32,7 @@ class MiningReport:
     positive_scores: list[float] = field(default_factory=list)
     kept_scores: list[float] = field(default_factory=list)
     dropped_scores: list[float] = field(default_factory=list)
+    backfilled: int = 0
 
     def add(self, query_id: str, kept: int, dropped: Counter, positive_rank: int, positive_score: float,
             kept_scores: list[float], dropped_scores: list[float]) -> None:
@@ -53,7 +54,8 @@ class MiningReport:
             "negatives_kept": self.negatives_kept,
             "dropped_by_rule": dict(self.dropped),
             "short_queries": len(self.short_queries),
-            "short_query_examples": self.short_queries[:50],
+            "backfilled_negatives": self.backfilled,
+            "short_query_list": self.short_queries,
             "positive_rank": {
                 **describe([float(r) for r in self.positive_ranks]),
                 "at_rank_1": float((ranks == 1).mean()),
@@ -73,7 +75,8 @@ class MiningReport:
             f"mined {self.queries} queries: {self.negatives_kept} negatives kept "
             f"({self.negatives_kept / max(1, self.queries):.1f} per query, {self.wanted} wanted)",
             "dropped: " + (", ".join(f"{k}={v}" for k, v in sorted(self.dropped.items())) or "none"),
-            f"queries short of negatives: {len(self.short_queries)}",
+            f"queries short of negatives: {len(self.short_queries)}"
+            + (f" (backfilled {self.backfilled} random negatives)" if self.backfilled else " (no backfill)"),
             f"positive rank under the miner: median {rank.get('median', 0):.0f}, at rank 1 {rank['at_rank_1']:.1%}, "
             f"outside the top {self.range_end}: {rank[f'outside_top_{self.range_end}']}",
         ]

@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-Strategy = Literal["random", "top"]
-STRATEGIES: tuple[str, ...] = ("random", "top")
+Strategy = Literal["random", "top", "window"]
+STRATEGIES: tuple[str, ...] = ("random", "top", "window")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +69,8 @@ def select_negatives(
     """Keep candidates within `rank_range` that no rule rejects, then take `n` of them.
 
     `rules` are `(name, rejects)` pairs checked in order; the first that rejects a candidate is counted
-    under its name. `top` takes the best-ranked survivors, `random` a uniform sample (kept in rank order).
+    under its name. `top` takes the best-ranked survivors; `random` and `window` a uniform sample (kept in
+    rank order) — `window` is random within a score window that its rule enforces.
     """
     dropped: list[tuple[str, Candidate]] = []
     pool: list[Candidate] = []
@@ -84,7 +85,7 @@ def select_negatives(
             pool.append(candidate)
     if strategy == "top":
         chosen = pool[:n]
-    elif strategy == "random":
+    elif strategy in ("random", "window"):
         chosen = sorted(rng.sample(pool, min(n, len(pool))), key=lambda c: c.rank)
     else:
         raise ValueError(f"unknown strategy '{strategy}'; valid: {', '.join(STRATEGIES)}")

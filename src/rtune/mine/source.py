@@ -1,38 +1,75 @@
-"""Candidate sources a miner ranks the corpus with. BM25 here; dense search plugs in the same way."""
+"""Candidate sources a miner ranks the corpus with: BM25 and dense (any Encoder, cached embeddings)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from rtune.data.records import Document
-from rtune.mine.bm25 import BM25Index
+from rtune.mine.bm25 import BM25Index, top_k_positions
+
+
+@dataclass
+class RankedBatch:
+    """One batch of queries: rows `start..start+len` of the query list. Shapes: (b, k), (b, k), b lists."""
+
+    start: int
+    positions: np.ndarray
+    scores: np.ndarray
+    positive_scores: list[list[float]]
 
 
 class CandidateSource(Protocol):
-    """Ranks a fixed corpus for queries."""
+    """Ranks a fixed corpus for a stream of queries."""
 
     name: str
 
-    def search(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k corpus positions and scores per query, best first: shapes (n, k)."""
-
-    def score(self, queries: Sequence[str], positions: Sequence[Sequence[int]]) -> list[list[float]]:
-        """Scores of the given corpus positions for each query."""
+    def rank_all(self, queries: Sequence[str], positives: Sequence[Sequence[int]], k: int,
+                 batch_size: int) -> Iterator[RankedBatch]:
+        """Top-k corpus positions and scores per query, best first, plus the scores of its positives."""
 
 
 class BM25Source:
-    """BM25 (bm25s) over the corpus texts."""
+    """BM25 (bm25s) over the corpus texts; one full scoring per query serves the top-k and the positives."""
 
     name = "bm25"
 
     def __init__(self, documents: Sequence[Document], language: str = "en") -> None:
         self.index = BM25Index(language).index([d.text for d in documents], show_progress=len(documents) > 50_000)
 
-    def search(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.index.search(queries, k)
+    def rank_all(self, queries, positives, k, batch_size):
+        k = min(k, self.index.size)
+        for start in range(0, len(queries), batch_size):
+            full = self.index.batch_scores(queries[start : start + batch_size])
+            tops = [top_k_positions(scores, k) for scores in full]
+            yield RankedBatch(start, np.stack(tops), np.stack([s[t] for s, t in zip(full, tops)]),
+                              [[float(s[p]) for p in pos] for s, pos in zip(full, positives[start : start + batch_size])])
 
-    def score(self, queries: Sequence[str], positions: Sequence[Sequence[int]]) -> list[list[float]]:
-        return [[float(full[p]) for p in pos] for full, pos in zip(self.index.batch_scores(queries), positions)]
+
+class DenseSource:
+    """Embeddings from the cache (or encoded once), searched exactly or with an approximate FAISS index."""
+
+    name = "dense"
+
+    def __init__(self, encoder, documents: Sequence[Document], cache=None, dtype: str = "float32",
+                 index_type: str = "exact", seed: int = 0, batch_size: int = 64) -> None:
+        from rtune.index.dense_search import make_searcher
+        from rtune.index.embeddings import cached_embeddings
+
+        self.encoder, self.cache, self.batch_size = encoder, cache, batch_size
+        self.matrix = cached_embeddings(encoder, [d.text for d in documents], "documents", cache, dtype, batch_size)
+        self.search = make_searcher(self.matrix, index_type, seed)
+
+    def rank_all(self, queries, positives, k, batch_size):
+        from rtune.index.embeddings import cached_embeddings
+
+        embeddings = cached_embeddings(self.encoder, list(queries), "queries", self.cache, "float32", self.batch_size)
+        for start in range(0, len(queries), batch_size):
+            block = np.asarray(embeddings[start : start + batch_size], dtype=np.float32)  # (b, d)
+            positions, scores = self.search(block, k)
+            pos_scores = [[float(block[i] @ np.asarray(self.matrix[p], dtype=np.float32)) for p in pos]
+                          for i, pos in enumerate(positives[start : start + batch_size])]
+            yield RankedBatch(start, positions, scores, pos_scores)

@@ -1,0 +1,77 @@
+"""Search a (possibly memory-mapped, float16) embedding matrix without copying it whole.
+
+`exact`: FAISS brute force block by block (`faiss.knn` + `ResultHeap`), so memory is one float32 block
+plus the results, whatever the corpus size. `ivf` / `hnsw`: FAISS approximate indexes (fp16 storage)
+for corpora where a full scan per query batch is too slow.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+BLOCK_ROWS = 65_536
+
+
+def exact_search(queries: np.ndarray, matrix: np.ndarray, k: int, block_rows: int = BLOCK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (positions, scores) by inner product, best first. queries: (nq, d) float32; matrix: (n, d)."""
+    import faiss
+
+    k = min(k, matrix.shape[0])
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    heap = faiss.ResultHeap(len(queries), k, keep_max=True)
+    for start in range(0, matrix.shape[0], block_rows):
+        block = np.ascontiguousarray(matrix[start : start + block_rows], dtype=np.float32)  # (b, d)
+        scores, positions = faiss.knn(queries, block, min(k, len(block)), metric=faiss.METRIC_INNER_PRODUCT)
+        heap.add_result(scores, positions + start)
+    heap.finalize()
+    return heap.I, heap.D
+
+
+def _factory_string(index_type: str, n: int) -> str:
+    if index_type == "ivf":
+        nlist = max(1, min(int(4 * math.sqrt(n)), n // 39 or 1))  # FAISS wants >= 39 training points per list
+        return f"IVF{nlist},SQfp16"
+    if index_type == "hnsw":
+        return "HNSW32,SQfp16"
+    raise ValueError(f"unknown index type '{index_type}'; valid: {', '.join(INDEX_TYPES)}")
+
+
+class ApproximateIndex:
+    """A FAISS approximate index built from the matrix in blocks (training on a seeded sample)."""
+
+    def __init__(self, matrix: np.ndarray, index_type: str, seed: int = 0, nprobe: int = 32, ef_search: int = 256,
+                 block_rows: int = BLOCK_ROWS) -> None:
+        import faiss
+
+        n, dim = matrix.shape
+        self.index = faiss.index_factory(dim, _factory_string(index_type, n), faiss.METRIC_INNER_PRODUCT)
+        if not self.index.is_trained:
+            sample = np.sort(np.random.default_rng(seed).choice(n, size=min(n, 100_000), replace=False))
+            self.index.train(np.ascontiguousarray(matrix[sample], dtype=np.float32))
+        for start in range(0, n, block_rows):
+            self.index.add(np.ascontiguousarray(matrix[start : start + block_rows], dtype=np.float32))
+        if index_type == "ivf":
+            faiss.extract_index_ivf(self.index).nprobe = nprobe
+        else:
+            faiss.ParameterSpace().set_index_parameter(self.index, "efSearch", ef_search)
+        log.info("built FAISS %s index over %d vectors", _factory_string(index_type, n), n)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores, positions = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, self.index.ntotal))
+        return positions, scores
+
+
+INDEX_TYPES: tuple[str, ...] = ("exact", "ivf", "hnsw")
+
+
+def make_searcher(matrix: np.ndarray, index_type: str = "exact", seed: int = 0) -> Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]:
+    """`search(queries, k) -> (positions, scores)` over `matrix` with the chosen index type."""
+    if index_type == "exact":
+        return lambda queries, k: exact_search(queries, matrix, k)
+    return ApproximateIndex(matrix, index_type, seed=seed).search
