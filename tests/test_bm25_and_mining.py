@@ -51,7 +51,8 @@ def test_bm25_matches_hand_computation(query):
     expected = reference_bm25(CORPUS, query)
     np.testing.assert_allclose(index.scores(query), expected, rtol=1e-5, atol=1e-6)
     positions, scores = index.search([query], k=5)
-    assert list(positions[0]) == sorted(range(5), key=lambda i: (-expected[i], i))
+    matching = sorted((i for i in range(5) if expected[i] > 0), key=lambda i: (-expected[i], i))
+    assert list(positions[0]) == matching + [-1] * (5 - len(matching))  # no shared term: not ranked
 
 
 def test_bm25_english_stems_and_vietnamese_works():
@@ -59,8 +60,8 @@ def test_bm25_english_stems_and_vietnamese_works():
     assert english.search(["run"], k=1)[0][0][0] == 0
     vietnamese = BM25Index("vi").index(["Tôi sống ở Hà Nội", "Con mèo ngủ ở nhà"])
     assert vietnamese.search(["mèo ở nhà"], k=1)[0][0][0] == 1
-    positions, scores = english.search(["", "zzz"], k=2)  # empty / unknown queries score everything 0
-    assert scores.tolist() == [[0.0, 0.0], [0.0, 0.0]]
+    positions, scores = english.search(["", "zzz"], k=2)  # empty / unknown queries match nothing
+    assert positions.tolist() == [[-1, -1], [-1, -1]] and scores.tolist() == [[0.0, 0.0], [0.0, 0.0]]
 
 
 def test_rank_range_parsing():
@@ -92,15 +93,26 @@ def test_mine_bm25_writes_valid_groups(toy_beir, tmp_path):
     assert [g.query_id for g in groups] == ["q0", "q1", "q2", "q3", "q4", "q5"]
     for group in groups:
         assert group.pos_ids[0] not in group.neg_ids and group.pos[0] not in group.neg
-        assert len(group.neg) == 3 and set(group.neg_sources) == {"bm25"}
+        assert len(group.neg) <= 3 and set(group.neg_sources) <= {"bm25"} and all(s > 0 for s in group.neg_scores)
         assert all(1 <= r <= 8 for r in group.neg_ranks) and list(group.neg_ranks) == sorted(group.neg_ranks)
         assert all(TOY_DOCS[d] == t for d, t in zip(group.neg_ids, group.neg))
     assert report["queries"] == 6 and report["dropped_by_rule"]["known_positive_id"] == 6
+    assert report["negatives_kept"] == sum(len(g.neg) for g in groups)
+    assert report["short_queries"] == sum(len(g.neg) < 3 for g in groups)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["stage"] == "mine" and manifest["config"]["scores"] == "bm25 miner scores"
     again = tmp_path / "again"
     mine(MineConfig(dataset=toy_beir, output=again, range="1-8", negatives=3, seed=7))
     assert (again / "groups.jsonl").read_text() == (out / "groups.jsonl").read_text()
+
+
+def test_documents_without_a_shared_term_are_never_bm25_negatives(tmp_path):
+    folder = write_beir(tmp_path / "ds")
+    report = mine(MineConfig(dataset=folder, output=tmp_path / "m", range="2-8", negatives=3, strategy="top"))
+    groups = {g.query_id: g for g in read_groups(tmp_path / "m" / "groups.jsonl")}
+    # "Where did the cat sit?" shares a term only with d2 (its positive) and d3 ("cats" stems to "cat")
+    assert groups["q2"].neg_ids == ("d3",)
+    assert {"query_id": "q2", "kept": 1} in report["short_query_list"]
 
 
 def test_mine_drops_identical_text_under_another_id(tmp_path):

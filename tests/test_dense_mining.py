@@ -16,6 +16,7 @@ from rtune.index.embedding_cache import EmbeddingCache, model_fingerprint
 from rtune.mine.filters import FalseNegativeFilter
 from rtune.mine.run import MineConfig, mine
 from rtune.mine.sampling import Candidate, RankRange, select_negatives
+from rtune.models.loading import load_bi_encoder
 from rtune.models.prompts import PromptSettings
 
 
@@ -132,12 +133,22 @@ def test_positive_aware_filter_and_backfill(tiny_model, toy_beir, tmp_path):
 
 
 def test_rounds_mix_the_previous_negatives(tiny_model, toy_beir, tmp_path):
-    mine(MineConfig(dataset=toy_beir, output=tmp_path / "r1", range="2-8", negatives=4))
+    mine(MineConfig(dataset=toy_beir, output=tmp_path / "r1", range="2-8", negatives=4, backfill="random"))
+    round1 = {g.query_id: g for g in read_groups(tmp_path / "r1" / "groups.jsonl")}
     mine(MineConfig(dataset=toy_beir, output=tmp_path / "r2", method="dense", model=str(tiny_model), range="2-8",
                     negatives=4, previous_groups=tmp_path / "r1", previous_fraction=0.5))
+    model = load_bi_encoder(tiny_model)
     for group in read_groups(tmp_path / "r2" / "groups.jsonl"):
         assert len(group.neg) == 4 and len(set(group.neg_ids)) == 4
-        assert group.neg_sources.count("bm25") == 2 and group.neg_sources.count("dense") == 2
+        old = [i for i, src in enumerate(group.neg_sources) if src != "dense"]
+        assert len(old) == 2 and {group.neg_ids[i] for i in old} <= set(round1[group.query_id].neg_ids)
+        # every score, old or new, is the current (dense) model's cosine similarity
+        query = model.encode([group.query], normalize_embeddings=True)[0]
+        docs = model.encode(list(group.neg), normalize_embeddings=True)
+        np.testing.assert_allclose(group.neg_scores, docs @ query, atol=1e-5)
+    strict = mine(MineConfig(dataset=toy_beir, output=tmp_path / "r2strict", method="dense", model=str(tiny_model),
+                             range="2-8", negatives=4, previous_groups=tmp_path / "r1", max_score=-2.0))
+    assert strict["negatives_kept"] == 0  # the previous round's negatives face the current filters too
 
 
 @pytest.mark.parametrize(

@@ -64,7 +64,7 @@ def test_collator_truncates_queries_and_passages_separately(tiny_model, tmp_path
 
 
 def test_train_end_to_end_keeps_best_epoch(tiny_model, toy_beir, tmp_path):
-    mine(MineConfig(dataset=toy_beir, output=tmp_path / "mined", range="2-8", negatives=2))
+    mine(MineConfig(dataset=toy_beir, output=tmp_path / "mined", range="2-8", negatives=2, backfill="random"))
     out = tmp_path / "model"
     config = TrainConfig(groups=tmp_path / "mined", dataset=toy_beir, output=out, model=str(tiny_model),
                          epochs=2, batch_size=2, learning_rate=1e-3, group_size=2, seed=0)
@@ -90,7 +90,7 @@ def test_train_end_to_end_keeps_best_epoch(tiny_model, toy_beir, tmp_path):
 
 
 def test_train_is_deterministic_for_a_seed(tiny_model, toy_beir, tmp_path):
-    mine(MineConfig(dataset=toy_beir, output=tmp_path / "mined", range="2-8", negatives=2))
+    mine(MineConfig(dataset=toy_beir, output=tmp_path / "mined", range="2-8", negatives=2, backfill="random"))
     weights = []
     for run in ("a", "b"):
         train_bi_encoder(TrainConfig(groups=tmp_path / "mined", output=tmp_path / run, model=str(tiny_model),

@@ -12,6 +12,15 @@ from rtune.data.jsonl import Source, read_jsonl, require_text, source_name
 from rtune.data.records import TrainingGroup
 from rtune.errors import InputError
 
+GROUPS_FILE = "groups.jsonl"
+
+
+def groups_path(path: str | Path) -> Path:
+    """A groups file given directly, or the groups.jsonl inside a `rtune mine` output folder."""
+    path = Path(path)
+    return path / GROUPS_FILE if path.is_dir() else path
+
+
 _LIST_FIELDS = ("pos_ids", "neg_ids", "pos_scores", "neg_scores", "neg_ranks", "neg_sources")
 _KNOWN = {"query", "pos", "neg", "query_id", "prompt", *_LIST_FIELDS}
 

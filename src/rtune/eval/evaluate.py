@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from rtune.data.atomic import atomic_dir
 from rtune.data.beir import read_beir
@@ -15,15 +15,13 @@ from rtune.data.manifest import write_manifest
 from rtune.eval.metrics import DEFAULT_KS, DEFAULT_METRICS, compute_metrics, metric_names
 from rtune.eval.rankers import BM25Ranker, DenseRanker, Ranker
 from rtune.eval.run_file import write_run
-from rtune.index.encoder import SentenceTransformerEncoder
+from rtune.models.encoder_options import EncoderOptions
 
 BM25 = "bm25"
 
 
-class EvalConfig(BaseModel):
+class EvalConfig(EncoderOptions):
     """Everything `rtune eval` needs. `model` is `bm25`, a model folder or a hub id."""
-
-    model_config = ConfigDict(extra="forbid")
 
     dataset: Path
     model: str = BM25
@@ -31,16 +29,7 @@ class EvalConfig(BaseModel):
     output: Path | None = None
     metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
     ks: list[int] = Field(default_factory=lambda: list(DEFAULT_KS))
-    batch_size: int = Field(64, ge=1)
-    language: str = "en"
-    query_prompt: str | None = None
-    query_instruction: str | None = None
-    query_format: str = "{}{}"
-    document_prompt: str | None = None
-    cache: bool = Field(True, description="reuse/keep embeddings in the embedding cache (shared with `rtune mine`)")
-    cache_dir: Path | None = None
-    embedding_dtype: str = Field("float32", description="cached corpus embeddings: float32, float16")
-    device: str | None = None
+    language: str = Field("en", description="BM25 stemmer/stopwords language (ISO code)")
     overwrite: bool = False
 
 
@@ -48,15 +37,8 @@ def build_ranker(config: EvalConfig, dataset: RetrievalDataset) -> Ranker:
     corpus = list(dataset.corpus.values())
     if config.model == BM25:
         return BM25Ranker(corpus, config.language)
-    from rtune.index.embedding_cache import EmbeddingCache
-    from rtune.models.loading import load_bi_encoder, resolve_model
-    from rtune.models.prompts import PromptSettings
-
-    prompts = PromptSettings(config.query_prompt, config.document_prompt, config.query_instruction, config.query_format)
-    encoder = SentenceTransformerEncoder(load_bi_encoder(config.model, config.device), prompts=prompts,
-                                         model_id=resolve_model(config.model))
-    cache = EmbeddingCache(config.cache_dir) if config.cache else None
-    return DenseRanker(encoder, corpus, name=config.model, batch_size=config.batch_size, cache=cache, dtype=config.embedding_dtype)
+    return DenseRanker(config.build_encoder(config.model), corpus, name=config.model, batch_size=config.encode_batch_size,
+                       cache=config.build_cache(), dtype=config.embedding_dtype)
 
 
 def evaluate_ranker(ranker: Ranker, dataset: RetrievalDataset, split: str, names: list[str]):

@@ -86,31 +86,29 @@ class BM25Index:
                batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """Top-k corpus positions and scores per query, best first (ties: lower position first).
 
-        Shapes: (n_queries, min(k, size)).
+        Only documents sharing a term with the query (score > 0) are ranked; missing places hold position -1
+        and score 0, as FAISS reports them. Shapes: (n_queries, min(k, size)).
         """
         from tqdm.auto import tqdm
 
         k = min(k, self.size)
-        indices = np.empty((len(queries), k), dtype=np.int64)
-        scores = np.empty((len(queries), k), dtype=np.float32)
+        indices = np.full((len(queries), k), -1, dtype=np.int64)
+        scores = np.zeros((len(queries), k), dtype=np.float32)
         bar = tqdm(total=len(queries), desc="BM25 search", unit="q", disable=not show_progress)
         for start in range(0, len(queries), batch_size):
             for row, full in enumerate(self.batch_scores(queries[start : start + batch_size]), start=start):
                 top = top_k_positions(full, k)
-                indices[row], scores[row] = top, full[top]
+                indices[row, : len(top)], scores[row, : len(top)] = top, full[top]
             bar.update(min(batch_size, len(queries) - start))
         bar.close()
         return indices, scores
 
 
 def top_k_positions(scores: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the k highest scores, best first; equal scores keep corpus order (deterministic)."""
-    if k < len(scores):
-        part = np.argpartition(-scores, k - 1)[:k]
-        # Include every position tied with the k-th score so the tie-break below sees them all.
-        kth = scores[part].min()
-        part = np.flatnonzero(scores >= kth)
-    else:
-        part = np.arange(len(scores))
-    order = np.lexsort((part, -scores[part]))
-    return part[order][:k]
+    """Positions of the (at most) k highest positive scores, best first; equal scores keep corpus order."""
+    matching = np.flatnonzero(scores > 0)
+    if len(matching) > k:
+        kth = np.partition(scores[matching], len(matching) - k)[len(matching) - k]
+        matching = matching[scores[matching] >= kth]  # every position tied with the k-th, for the tie-break
+    order = np.lexsort((matching, -scores[matching]))
+    return matching[order][:k]

@@ -62,7 +62,7 @@ class MiningReport:
                 f"outside_top_{self.range_end}": int((ranks > self.range_end).sum()),
             },
             "scores": {
-                "positive": describe(self.positive_scores),
+                "positive (the lowest-scoring positive, the filters' reference)": describe(self.positive_scores),
                 "kept_negative": describe(self.kept_scores),
                 "dropped_negative": describe(self.dropped_scores),
             },

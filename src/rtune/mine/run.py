@@ -6,41 +6,40 @@ counted rules; `--negatives` are sampled from `--range`; groups are written as e
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from tqdm.auto import tqdm
 
 from rtune.data.atomic import atomic_dir, ensure_new_output
 from rtune.data.beir import read_beir
 from rtune.data.dataset import RetrievalDataset, normalize_text
-from rtune.data.groups import group_writer, read_groups
+from rtune.data.groups import GROUPS_FILE, group_writer, groups_path, read_groups
 from rtune.data.manifest import write_manifest
 from rtune.data.records import TrainingGroup
 from rtune.errors import InputError
 from rtune.index.dense_search import INDEX_TYPES
-from rtune.index.embedding_cache import DTYPES
 from rtune.mine.filters import FalseNegativeFilter, parse_window
 from rtune.mine.report import MiningReport
 from rtune.mine.sampling import STRATEGIES, Candidate, RankRange, select_negatives
 from rtune.mine.source import BM25Source, CandidateSource, DenseSource
+from rtune.models.encoder_options import EncoderOptions
 
 log = logging.getLogger(__name__)
 
-GROUPS_FILE = "groups.jsonl"
 REPORT_FILE = "mining_report.json"
 BACKFILL = ("none", "random")
 
 
-class MineConfig(BaseModel):
-    """Everything `rtune mine` needs."""
-
-    model_config = ConfigDict(extra="forbid")
+class MineConfig(EncoderOptions):
+    """Everything `rtune mine` needs (encoder options apply to `--method dense`)."""
 
     dataset: Path
     output: Path
@@ -59,17 +58,8 @@ class MineConfig(BaseModel):
     previous_fraction: float = Field(0.5, ge=0, le=1, description="share of negatives taken from --previous-groups")
     seed: int = 42
     language: str = Field("en", description="BM25 stemmer/stopwords language (ISO code)")
-    query_prompt: str | None = None
-    query_instruction: str | None = Field(None, description="dense: instruction put into --query-format")
-    query_format: str = Field("{}{}", description="dense: how instruction and query combine, e.g. '<instruct>{}\\n<query>{}'")
-    document_prompt: str | None = None
-    embedding_dtype: str = Field("float32", description=f"cached corpus embeddings: {', '.join(DTYPES)}")
     index_type: str = Field("exact", description=f"dense search: {', '.join(INDEX_TYPES)}")
-    cache: bool = Field(True, description="reuse/keep corpus and query embeddings in the embedding cache")
-    cache_dir: Path | None = Field(None, description="embedding cache folder [default: $RTUNE_CACHE_DIR or ~/.cache/rtune/embeddings]")
-    encode_batch_size: int = Field(64, ge=1)
     batch_size: int = Field(1024, ge=1, description="queries searched per batch")
-    device: str | None = None
     overwrite: bool = False
 
     @field_validator("strategy")
@@ -92,8 +82,7 @@ class MineConfig(BaseModel):
 
     @model_validator(mode="after")
     def _choices(self) -> MineConfig:
-        for name, value, valid in (("backfill", self.backfill, BACKFILL), ("embedding_dtype", self.embedding_dtype, DTYPES),
-                                   ("index_type", self.index_type, INDEX_TYPES)):
+        for name, value, valid in (("backfill", self.backfill, BACKFILL), ("index_type", self.index_type, INDEX_TYPES)):
             if value not in valid:
                 raise ValueError(f"unknown {name} '{value}'; valid: {', '.join(valid)}")
         return self
@@ -108,17 +97,8 @@ def _bm25(config: MineConfig, dataset: RetrievalDataset) -> CandidateSource:
 
 
 def _dense(config: MineConfig, dataset: RetrievalDataset) -> CandidateSource:
-    from rtune.index.embedding_cache import EmbeddingCache
-    from rtune.index.encoder import SentenceTransformerEncoder
-    from rtune.models.loading import load_bi_encoder, resolve_model
-    from rtune.models.prompts import PromptSettings
-
-    prompts = PromptSettings(config.query_prompt, config.document_prompt, config.query_instruction, config.query_format)
-    encoder = SentenceTransformerEncoder(load_bi_encoder(config.model, config.device), prompts=prompts,
-                                         model_id=resolve_model(config.model))
-    cache = EmbeddingCache(config.cache_dir) if config.cache else None
-    return DenseSource(encoder, list(dataset.corpus.values()), cache, config.embedding_dtype, config.index_type,
-                       config.seed, config.encode_batch_size)
+    return DenseSource(config.build_encoder(config.model), list(dataset.corpus.values()), config.build_cache(),
+                       config.embedding_dtype, config.index_type, config.seed, config.encode_batch_size)
 
 
 # method name -> builder of its candidate source; other miners register here.
@@ -140,11 +120,24 @@ def check_config(config: MineConfig, dataset: RetrievalDataset) -> RankRange:
     if config.negatives > width:
         raise InputError(f"--negatives {config.negatives} is more than the range {rank_range} holds "
                          f"({width} ranks over a corpus of {size})", config.dataset)
-    if config.previous_groups is not None:
-        path = config.previous_groups / GROUPS_FILE if config.previous_groups.is_dir() else config.previous_groups
-        if not path.is_file():
-            raise InputError("previous round's groups not found", path)
+    if config.previous_groups is not None and not groups_path(config.previous_groups).is_file():
+        raise InputError("previous round's groups not found", groups_path(config.previous_groups))
     return rank_range
+
+
+@dataclass(frozen=True, slots=True)
+class Negative:
+    """A chosen negative: rank under the current miner (0: not in its ranking), its score, where it came from."""
+
+    doc_id: str
+    rank: int
+    score: float | None
+    source: str
+
+
+def text_digest(text: str) -> bytes:
+    """Collision-resistant, deterministic key of a text up to case and whitespace."""
+    return hashlib.blake2b(normalize_text(text).encode("utf-8"), digest_size=16).digest()
 
 
 class _Miner:
@@ -156,84 +149,87 @@ class _Miner:
         self.previous = previous
         self.doc_ids = list(dataset.corpus)
         self.position = {doc_id: i for i, doc_id in enumerate(self.doc_ids)}
-        # One hash of the normalised text per document, so 'identical text' checks cost a set lookup.
-        self.text_key = {doc_id: hash(normalize_text(doc.text)) for doc_id, doc in dataset.corpus.items()}
+        self.text_key = {doc_id: text_digest(doc.text) for doc_id, doc in dataset.corpus.items()}
         self.filter = config.false_negative_filter()
         self.report = MiningReport(wanted=config.negatives, range_end=rank_range.end)
 
-    def positive_positions(self, qid: str) -> list[int]:
-        return [self.position[d] for d in self.dataset.positives(self.config.split, qid)]
+    def previous_ids(self, qid: str) -> list[str]:
+        old = self.previous.get(qid)
+        return [d for d in old.neg_ids if d in self.position] if old else []
 
-    def _known_positive_rules(self, positives: list[str]):
-        positive_set = set(positives)
-        positive_texts = {self.text_key[d] for d in positives}
-        return [("known_positive_id", lambda c: c.doc_id in positive_set),
-                ("identical_positive_text", lambda c: self.text_key[c.doc_id] in positive_texts)]
+    def given_positions(self, qid: str) -> list[int]:
+        """Corpus positions to score beside the ranking: the positives, then the previous round's negatives."""
+        return [self.position[d] for d in self.dataset.positives(self.config.split, qid) + self.previous_ids(qid)]
 
-    def group(self, qid: str, positions, scores, pos_scores: list[float]) -> TrainingGroup:
-        corpus, config = self.dataset.corpus, self.config
+    def group(self, qid: str, positions, scores, given_scores: list[float]) -> TrainingGroup:
+        config, corpus = self.config, self.dataset.corpus
         positives = self.dataset.positives(config.split, qid)
-        known = self._known_positive_rules(positives)
+        pos_scores, previous_scores = given_scores[: len(positives)], given_scores[len(positives) :]
+        positive_set, positive_texts = set(positives), {self.text_key[d] for d in positives}
+        known = [("known_positive_id", lambda c: c.doc_id in positive_set),
+                 ("identical_positive_text", lambda c: self.text_key[c.doc_id] in positive_texts)]
+        rules = known + self.filter.rules(min(pos_scores))
         ranked = [Candidate(self.doc_ids[i], rank, float(s)) for rank, (i, s) in enumerate(zip(positions, scores), start=1) if i >= 0]
         rng = random.Random(f"{config.seed}:{qid}")
-        n_previous = self._previous_share(qid)
-        selection = select_negatives(ranked, self.rank_range, config.negatives - n_previous, config.strategy, rng,
-                                     known + self.filter.rules(min(pos_scores)))
-        chosen = [(c.doc_id, c.rank, c.score, self.source_name) for c in selection.negatives]
-        chosen = self._mix_previous(qid, chosen, known, rng)
-        backfilled = self._backfill(chosen, known, rng)
-        positive_set = set(positives)
+        selection = select_negatives(ranked, self.rank_range, config.negatives, config.strategy, rng, rules)
+        chosen = self._with_previous(qid, selection.negatives, previous_scores, ranked, rules, rng)
+        kept = len(chosen)
+        chosen += self._backfill(chosen, known, rng)
         positive_rank = min((c.rank for c in ranked if c.doc_id in positive_set), default=len(ranked) + 1)
-        self.report.add(qid, len(chosen) - backfilled, selection.dropped_counts(), positive_rank, max(pos_scores),
-                        [c.score for c in selection.negatives], [c.score for _, c in selection.dropped])
-        self.report.backfilled += backfilled
-        chosen.sort(key=lambda n: (n[1] <= 0, n[1]))  # ranked negatives in rank order, then unranked ones
+        self.report.add(qid, kept, selection.dropped_counts(), positive_rank, min(pos_scores),
+                        [n.score for n in chosen if n.source == self.source_name],
+                        [c.score for rule, c in selection.dropped if rule not in ("known_positive_id", "identical_positive_text")])
+        self.report.backfilled += len(chosen) - kept
+        chosen.sort(key=lambda n: (n.rank <= 0, n.rank))  # ranked negatives by rank, then unranked ones
         return TrainingGroup(
             query=self.dataset.queries[qid].text,
             pos=tuple(corpus[d].text for d in positives),
-            neg=tuple(corpus[d].text for d, _, _, _ in chosen),
+            neg=tuple(corpus[n.doc_id].text for n in chosen),
             query_id=qid,
             pos_ids=tuple(positives),
-            neg_ids=tuple(d for d, _, _, _ in chosen),
+            neg_ids=tuple(n.doc_id for n in chosen),
             pos_scores=tuple(pos_scores),
-            neg_scores=tuple(s for _, _, s, _ in chosen),
-            neg_ranks=tuple(r for _, r, _, _ in chosen),
-            neg_sources=tuple(src for _, _, _, src in chosen),
+            neg_scores=tuple(n.score for n in chosen),
+            neg_ranks=tuple(n.rank for n in chosen),
+            neg_sources=tuple(n.source for n in chosen),
         )
 
-    def _previous_share(self, qid: str) -> int:
-        old = self.previous.get(qid)
-        return min(round(self.config.negatives * self.config.previous_fraction), len(old.neg)) if old else 0
-
-    def _mix_previous(self, qid: str, chosen: list, known, rng: random.Random) -> list:
-        """Add the previous round's negatives (their own source, rank and score kept) up to the wanted count."""
+    def _with_previous(self, qid: str, fresh: list[Candidate], previous_scores: list[float], ranked: list[Candidate],
+                       rules, rng: random.Random) -> list[Negative]:
+        """Up to `previous_fraction` of the negatives from the previous round (passing the current rules,
+        scored by the current miner, keeping their source tag), the rest from this round's sample."""
+        wanted = self.config.negatives
+        fresh_negatives = [Negative(c.doc_id, c.rank, c.score, self.source_name) for c in fresh]
         old = self.previous.get(qid)
         if old is None:
-            return chosen
-        taken = {d for d, *_ in chosen}
-        candidates = [(d, r, s, src) for d, r, s, src in zip(old.neg_ids, old.neg_ranks or [0] * len(old.neg_ids),
-                                                              old.neg_scores or [None] * len(old.neg_ids),
-                                                              old.neg_sources or ["previous"] * len(old.neg_ids))
-                      if d in self.dataset.corpus and d not in taken
-                      and not any(rejects(Candidate(d, 0, 0.0)) for _, rejects in known)]
-        need = self.config.negatives - len(chosen)
-        return chosen + rng.sample(candidates, min(need, len(candidates)))
+            return fresh_negatives[:wanted]
+        sources = dict(zip(old.neg_ids, old.neg_sources or ["previous"] * len(old.neg_ids)))
+        rank_of = {c.doc_id: c.rank for c in ranked}
+        admissible = []
+        for doc_id, score in zip(self.previous_ids(qid), previous_scores):
+            candidate = Candidate(doc_id, rank_of.get(doc_id, 0), score)
+            if not any(rejects(candidate) for _, rejects in rules):
+                admissible.append(Negative(doc_id, candidate.rank, score, sources[doc_id]))
+        take = rng.sample(admissible, min(round(wanted * self.config.previous_fraction), len(admissible)))
+        taken = {n.doc_id for n in take}
+        rest = [n for n in fresh_negatives if n.doc_id not in taken]
+        if self.config.strategy != "top":
+            rng.shuffle(rest)  # `fresh` is a random sample kept in rank order: any prefix must stay random
+        return take + rest[: wanted - len(take)]
 
-    def _backfill(self, chosen: list, known, rng: random.Random) -> int:
+    def _backfill(self, chosen: list[Negative], known, rng: random.Random) -> list[Negative]:
         """Random corpus documents (source 'random', rank 0, score null) when asked and too few survived."""
         need = self.config.negatives - len(chosen)
         if need <= 0 or self.config.backfill == "none":
-            return 0
-        taken = {d for d, *_ in chosen}
-        added = 0
+            return []
+        taken, added = {n.doc_id for n in chosen}, []
         for _ in range(20 * need):
             doc_id = self.doc_ids[rng.randrange(len(self.doc_ids))]
             if doc_id in taken or any(rejects(Candidate(doc_id, 0, 0.0)) for _, rejects in known):
                 continue
-            chosen.append((doc_id, 0, None, "random"))
+            added.append(Negative(doc_id, 0, None, "random"))
             taken.add(doc_id)
-            added += 1
-            if added == need:
+            if len(added) == need:
                 break
         return added
 
@@ -241,7 +237,7 @@ class _Miner:
 def load_previous(path: Path | None) -> dict[str, TrainingGroup]:
     if path is None:
         return {}
-    file = path / GROUPS_FILE if path.is_dir() else path
+    file = groups_path(path)
     groups = {g.query_id: g for g in read_groups(file) if g.query_id}
     if not groups:
         raise InputError("previous round's groups carry no query_id to match queries by", file)
@@ -264,13 +260,13 @@ def mine(config: MineConfig, source: CandidateSource | None = None) -> dict:
     queries = dataset.split_queries(config.split)
     qids = list(queries)
     k = min(rank_range.end, len(miner.doc_ids))
-    positives = [miner.positive_positions(q) for q in qids]
+    given = [miner.given_positions(q) for q in qids]
     with atomic_dir(config.output, overwrite=config.overwrite) as tmp, group_writer(tmp / GROUPS_FILE) as write:
         with tqdm(total=len(qids), desc=f"mining ({source.name})", unit="q") as bar:
-            for batch in source.rank_all([queries[q].text for q in qids], positives, k, config.batch_size):
+            for batch in source.rank_all([queries[q].text for q in qids], given, k, config.batch_size):
                 for row in range(len(batch.positions)):
                     qid = qids[batch.start + row]
-                    write(miner.group(qid, batch.positions[row], batch.scores[row], batch.positive_scores[row]))
+                    write(miner.group(qid, batch.positions[row], batch.scores[row], batch.given_scores[row]))
                 bar.update(len(batch.positions))
         stats = {**miner.report.as_dict(), "false_negative_filter": miner.filter.describe(),
                  "seconds": round(time.time() - started, 2)}

@@ -14,12 +14,16 @@ from rtune.mine.bm25 import BM25Index, top_k_positions
 
 @dataclass
 class RankedBatch:
-    """One batch of queries: rows `start..start+len` of the query list. Shapes: (b, k), (b, k), b lists."""
+    """One batch of queries: rows `start..start+len` of the query list.
+
+    positions, scores: (b, k), best first; position -1 marks an empty place. given_scores: for each query,
+    the scores of the corpus positions it asked about (its positives, a previous round's negatives).
+    """
 
     start: int
     positions: np.ndarray
     scores: np.ndarray
-    positive_scores: list[list[float]]
+    given_scores: list[list[float]]
 
 
 class CandidateSource(Protocol):
@@ -27,9 +31,9 @@ class CandidateSource(Protocol):
 
     name: str
 
-    def rank_all(self, queries: Sequence[str], positives: Sequence[Sequence[int]], k: int,
+    def rank_all(self, queries: Sequence[str], given: Sequence[Sequence[int]], k: int,
                  batch_size: int) -> Iterator[RankedBatch]:
-        """Top-k corpus positions and scores per query, best first, plus the scores of its positives."""
+        """Top-k corpus positions and scores per query, plus the scores of the `given` positions."""
 
 
 class BM25Source:
@@ -40,13 +44,17 @@ class BM25Source:
     def __init__(self, documents: Sequence[Document], language: str = "en") -> None:
         self.index = BM25Index(language).index([d.text for d in documents], show_progress=len(documents) > 50_000)
 
-    def rank_all(self, queries, positives, k, batch_size):
+    def rank_all(self, queries, given, k, batch_size):
         k = min(k, self.index.size)
         for start in range(0, len(queries), batch_size):
             full = self.index.batch_scores(queries[start : start + batch_size])
-            tops = [top_k_positions(scores, k) for scores in full]
-            yield RankedBatch(start, np.stack(tops), np.stack([s[t] for s, t in zip(full, tops)]),
-                              [[float(s[p]) for p in pos] for s, pos in zip(full, positives[start : start + batch_size])])
+            positions = np.full((len(full), k), -1, dtype=np.int64)
+            scores = np.zeros((len(full), k), dtype=np.float32)
+            for row, row_scores in enumerate(full):
+                top = top_k_positions(row_scores, k)  # only documents sharing a term with the query
+                positions[row, : len(top)], scores[row, : len(top)] = top, row_scores[top]
+            yield RankedBatch(start, positions, scores,
+                              [[float(s[p]) for p in pos] for s, pos in zip(full, given[start : start + batch_size])])
 
 
 class DenseSource:
@@ -63,13 +71,13 @@ class DenseSource:
         self.matrix = cached_embeddings(encoder, [d.text for d in documents], "documents", cache, dtype, batch_size)
         self.search = make_searcher(self.matrix, index_type, seed)
 
-    def rank_all(self, queries, positives, k, batch_size):
+    def rank_all(self, queries, given, k, batch_size):
         from rtune.index.embeddings import cached_embeddings
 
         embeddings = cached_embeddings(self.encoder, list(queries), "queries", self.cache, "float32", self.batch_size)
         for start in range(0, len(queries), batch_size):
             block = np.asarray(embeddings[start : start + batch_size], dtype=np.float32)  # (b, d)
             positions, scores = self.search(block, k)
-            pos_scores = [[float(block[i] @ np.asarray(self.matrix[p], dtype=np.float32)) for p in pos]
-                          for i, pos in enumerate(positives[start : start + batch_size])]
-            yield RankedBatch(start, positions, scores, pos_scores)
+            given_scores = [(np.asarray(self.matrix[list(pos)], dtype=np.float32) @ block[i]).tolist() if pos else []
+                            for i, pos in enumerate(given[start : start + batch_size])]
+            yield RankedBatch(start, positions, scores, given_scores)

@@ -49,4 +49,6 @@ class TrainConfig(BaseModel):
         return value
 
     def groups_file(self) -> Path:
-        return self.groups / "groups.jsonl" if self.groups.is_dir() else self.groups
+        from rtune.data.groups import groups_path
+
+        return groups_path(self.groups)
