@@ -8,7 +8,7 @@ queries, same hyper-parameters), all measured in this one run.
     python benchmarks/stage1.py --budget cpu    # about 15-20 minutes on 2 CPU cores
     python benchmarks/stage1.py --budget full   # every train query, 3 epochs, dev-selected: for a GPU
 
-Writes benchmarks/out/stage1-<budget>.json and the `stage1:<budget>` section of benchmarks/RESULTS.md.
+Writes benchmarks/out/stage1-<budget>/results.json and the `stage1:<budget>` section of benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -143,8 +143,8 @@ def render(results: dict, budget_name: str, budget: Budget, command: str, starte
              f"- data: SQuAD v1.1 dev and XQuAD-vi from ../shared/data, split by article 70/10/20 (seed {budget.seed}); "
              "the whole corpus is searched; figures are on the test split",
              f"- budget: {json.dumps(asdict(budget))}",
-             "- stage 1 = all-MiniLM-L6-v2 + MultipleNegativesRankingLoss with 1 BM25 negative (sampled from ranks "
-             f"{budget.rank_range}) + in-batch negatives; peer = the same base, loss and hyper-parameters on the same "
+             f"- stage 1 = all-MiniLM-L6-v2 + MultipleNegativesRankingLoss with {budget.group_size - 1} BM25 negative(s) per query "
+             f"(sampled from {budget.negatives} mined from ranks {budget.rank_range}) + in-batch negatives; peer = the same base, loss and hyper-parameters on the same "
              "queries with in-batch negatives only (benchmarks/peer_sentence_transformers.py)", ""]
     for name, result in results.items():
         sizes = result["split_sizes"]
@@ -154,7 +154,7 @@ def render(results: dict, budget_name: str, budget: Budget, command: str, starte
         peer, pairs = training["peer"]["rows_per_second"], training["rtune_pairs"]["rows_per_second"]
         lines += [f"Training throughput at equal settings (pairs, {training['peer']['rows']} rows, batch {budget.batch_size}): "
                   f"rtune {pairs:.2f} pairs/s vs peer {peer:.2f} pairs/s = **{pairs / peer:.2f}x**. "
-                  f"Stage 1 with 1 hard negative: {training['stage1']['rows_per_second']:.2f} rows/s.", "",
+                  f"Stage 1 with {budget.group_size - 1} hard negative(s) per row: {training['stage1']['rows_per_second']:.2f} rows/s.", "",
                   "| step | wall s | peak MB |", "|---|---|---|"]
         lines += [f"| {step} | {v['wall_s']:.1f} | {v['peak_mb']:.0f} |" for step, v in result["steps"].items()]
         lines.append("")

@@ -62,8 +62,8 @@ def render(results: dict, budget_name: str, budget: Budget, command: str, starte
     lines = [f"## Stage 2 (`--budget {budget_name}`)", "", f"- date: {started}", f"- machine: {machine()}",
              f"- command: `{command}` (after `python benchmarks/stage1.py --budget {budget_name}`)",
              f"- total wall time: {total_s / 60:.1f} min",
-             "- stage 2 = the stage-1 checkpoint trained again on the same training queries and budget, with 1 negative "
-             f"sampled per query from {budget.negatives} mined by the stage-1 model from ranks {budget.rank_range}; "
+             "- stage 2 = the stage-1 checkpoint trained again on the same training queries and budget, with "
+             f"{budget.group_size - 1} negative(s) sampled per query from {budget.negatives} mined by the stage-1 model from ranks {budget.rank_range}; "
              "filter = drop candidates scoring above 0.95 x the positive",
              f"- budget: {json.dumps(asdict(budget))}", ""]
     for name, result in results.items():

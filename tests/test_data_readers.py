@@ -54,7 +54,8 @@ def test_qrels_errors(toy_beir):
         "query-id\tcorpus-id\tscore\nq0\td0\t1\nqX\td0\t1\n": ("unknown query id 'qX'", 3),
         "q0\tdX\t1\n": ("unknown document id 'dX'", 1),
         "q0\td0\t1\nq1\td1\t0\n": ("query 'q1' has no positive", 2),
-        "q0\td0\tgood\n": ("score 'good' is not a number", 1),
+        "q0\td0\tgood\n": ("score 'good' is not an integer", 1),
+        "q0\td0\t0.5\n": ("score '0.5' is not an integer", 1),
         "q0\td0\n": ("expected 3 tab-separated columns", 1),
         "q0\td0\t1\nq0\td0\t1\n": ("duplicate judgement", 2),
     }
@@ -63,6 +64,12 @@ def test_qrels_errors(toy_beir):
         with pytest.raises(InputError) as err:
             read_qrels(bad, queries, corpus)
         assert message in str(err.value) and err.value.line == line, text
+
+
+def test_qrels_tolerate_trailing_whitespace(toy_beir, tmp_path):
+    path = tmp_path / "q.tsv"
+    path.write_text("query-id\tcorpus-id\tscore\nq0\td0\t1\t\r\n")
+    assert read_qrels(path) == {"q0": {"d0": 1}}
 
 
 def test_beir_round_trip(toy_beir, tmp_path):

@@ -19,7 +19,7 @@ def test_group_split_keeps_groups_whole_and_is_seeded(squad_file):
     split = split_dataset(dataset, fractions, by="group", seed=1)
     groups = {name: {dataset.queries[q].group for q in table} for name, table in split.qrels.items()}
     assert [len(groups[s]) for s in ("train", "dev", "test")] == [2, 1, 1]
-    assert not (groups["train"] & groups["test"]) and not (groups["train"] & groups["dev"])
+    assert not (groups["train"] & groups["test"]) and not (groups["train"] & groups["dev"]) and not (groups["dev"] & groups["test"])
     assert split_dataset(dataset, fractions, by="group", seed=1).qrels == split.qrels
     assert any(split_dataset(dataset, fractions, by="group", seed=s).qrels != split.qrels for s in range(2, 8))
 

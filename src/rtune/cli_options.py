@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 import typing
 from pathlib import Path
 from typing import Any, get_args, get_origin
@@ -18,7 +19,7 @@ def _flag(name: str) -> str:
 
 def _base_type(annotation: Any) -> Any:
     """Strip Optional[...] / `X | None`."""
-    if get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if get_origin(annotation) in (typing.Union, types.UnionType):
         args = [a for a in get_args(annotation) if a is not type(None)]
         return args[0] if len(args) == 1 else str
     return annotation
@@ -80,7 +81,8 @@ def stage_command(name: str, config_cls: type[BaseModel], run, help_text: str, p
     params: list[click.Parameter] = []
     for field_name in positional:
         params.append(click.Argument([field_name], required=False, type=click.Path(path_type=Path)))
-    for field_name, field in config_cls.model_fields.items():
+    own = set(config_cls.__annotations__)  # the stage's own options first, shared ones (e.g. encoder) after
+    for field_name, field in sorted(config_cls.model_fields.items(), key=lambda item: item[0] not in own):
         if field_name not in positional:
             params.append(option_for(field_name, field))
     params.append(click.Option(["--config", "config_file"], type=click.Path(path_type=Path, exists=True, dir_okay=False),

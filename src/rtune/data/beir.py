@@ -58,8 +58,8 @@ def read_qrels(
     handle = open_text(source)
     try:
         for number, raw in enumerate(handle, start=1):
-            line = raw.rstrip("\n\r")
-            if not line.strip():
+            line = raw.strip()
+            if not line:
                 continue
             parts = line.split("\t") if "\t" in line else line.split()
             if number == 1 and parts[0] in ("query-id", "query_id", "qid"):
@@ -70,9 +70,9 @@ def read_qrels(
                 raise InputError(f"expected 3 tab-separated columns (query-id, corpus-id, score), got {len(parts)}", name, number)
             qid, doc_id, score_text = parts
             try:
-                score = int(float(score_text))
+                score = int(score_text)
             except ValueError:
-                raise InputError(f"score '{score_text}' is not a number", name, number) from None
+                raise InputError(f"score '{score_text}' is not an integer relevance grade", name, number) from None
             if queries is not None and qid not in queries:
                 raise InputError(f"unknown query id '{qid}'", name, number)
             if corpus is not None and doc_id not in corpus:

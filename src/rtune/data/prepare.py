@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rtune.data.atomic import atomic_dir
+from rtune.data.atomic import atomic_dir, ensure_new_output
 from rtune.data.beir import read_beir, read_corpus, write_beir
 from rtune.data.dataset import RetrievalDataset
 from rtune.data.manifest import write_manifest
@@ -69,6 +69,7 @@ def load_raw(config: PrepareConfig) -> tuple[RetrievalDataset, bool]:
 def prepare(config: PrepareConfig) -> dict:
     """Run the stage; returns the report (sizes, cross-split texts) that is also saved in the manifest."""
     started = time.time()
+    ensure_new_output(config.output, config.overwrite)  # before any work
     dataset, needs_split = load_raw(config)
     fractions = SplitFractions(train=config.train, dev=config.dev, test=config.test)
     if needs_split:

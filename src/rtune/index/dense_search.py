@@ -54,8 +54,14 @@ class ApproximateIndex:
         if not self.index.is_trained:
             sample = np.sort(np.random.default_rng(seed).choice(n, size=min(n, 100_000), replace=False))
             self.index.train(np.ascontiguousarray(matrix[sample], dtype=np.float32))
-        for start in range(0, n, block_rows):
-            self.index.add(np.ascontiguousarray(matrix[start : start + block_rows], dtype=np.float32))
+        threads = faiss.omp_get_max_threads()
+        if index_type == "hnsw":
+            faiss.omp_set_num_threads(1)  # parallel HNSW insertion depends on thread timing; one thread is reproducible
+        try:
+            for start in range(0, n, block_rows):
+                self.index.add(np.ascontiguousarray(matrix[start : start + block_rows], dtype=np.float32))
+        finally:
+            faiss.omp_set_num_threads(threads)
         if index_type == "ivf":
             faiss.extract_index_ivf(self.index).nprobe = nprobe
         else:

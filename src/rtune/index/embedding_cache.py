@@ -21,29 +21,42 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 DTYPES = ("float32", "float16")
-_SMALL_FILE = 8 << 20  # files under 8 MiB are hashed whole; larger ones by size plus head and tail
+
+
+class ModelRef(str):
+    """A model folder or id whose fingerprint the cache computes (memoised in its own folder)."""
 
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("RTUNE_CACHE_DIR", Path.home() / ".cache" / "rtune" / "embeddings"))
 
 
-def model_fingerprint(name_or_path: str) -> str:
-    """Identity of a model's weights: content-based for local folders, the id itself for hub models."""
+def _file_sha256(path: Path, memo_dir: Path | None) -> str:
+    """Full content hash of a file, memoised by (path, size, mtime) so big weights are read once."""
+    stat = path.stat()
+    memo_key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:32]
+    memo = memo_dir / "fingerprints" / memo_key if memo_dir is not None else None
+    if memo is not None and memo.is_file():
+        return memo.read_text().strip()
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 22):
+            digest.update(block)
+    if memo is not None:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        memo.write_text(digest.hexdigest())
+    return digest.hexdigest()
+
+
+def model_fingerprint(name_or_path: str, memo_dir: Path | None = None) -> str:
+    """Identity of a model's weights and settings: every file's content (model cards aside) for local
+    folders; the id itself for hub models."""
     path = Path(name_or_path)
     if not path.is_dir():
         return f"id:{name_or_path}"
     digest = hashlib.sha256()
     for item in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix != ".md" and not p.name.startswith(".")):
-        size = item.stat().st_size
-        digest.update(f"{item.relative_to(path)}:{size}".encode())
-        with open(item, "rb") as handle:
-            if size <= _SMALL_FILE:
-                digest.update(handle.read())
-            else:
-                digest.update(handle.read(1 << 20))
-                handle.seek(-(1 << 20), os.SEEK_END)
-                digest.update(handle.read())
+        digest.update(f"{item.relative_to(path)}:{_file_sha256(item, memo_dir)}".encode())
     return "sha256:" + digest.hexdigest()
 
 
@@ -78,6 +91,7 @@ class EmbeddingCache:
         """Cached embeddings of `texts` for the identity `parts`, encoding (in chunks) on a miss."""
         if dtype not in DTYPES:
             raise ValueError(f"unknown embedding dtype '{dtype}'; valid: {', '.join(DTYPES)}")
+        parts = {k: (model_fingerprint(v, self.folder) if k == "model" and isinstance(v, ModelRef) else v) for k, v in parts.items()}
         key = cache_key(**parts, texts=texts_fingerprint(texts), n=len(texts), dtype=dtype)
         cached = self.lookup(key)
         if cached is not None:

@@ -54,10 +54,10 @@ class SentenceTransformerEncoder:
         the weights cannot be identified (a model in training)."""
         if self.model_id is None:
             return None
-        from rtune.index.embedding_cache import model_fingerprint
+        from rtune.index.embedding_cache import ModelRef
 
         prompts = self.prompts.as_dict() if kind == "queries" else {"document_prompt": self.document_prompt}
-        return {"model": model_fingerprint(self.model_id), "kind": kind, "max_seq_length": self.model.max_seq_length,
+        return {"model": ModelRef(self.model_id), "kind": kind, "max_seq_length": self.model.max_seq_length,
                 "normalize": self.normalize, **prompts}
 
     def encode_documents(self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:

@@ -88,7 +88,8 @@ def train_bi_encoder(config: TrainConfig) -> dict:
     model = load_bi_encoder(config.model, config.device)
     evaluator = None
     if dataset is not None:
-        names = metric_names(DEFAULT_METRICS, sorted(set(DEFAULT_KS) | {int(config.metric_for_best.split("@")[1])}))
+        family, k = config.metric_for_best.split("@")
+        names = metric_names(dict.fromkeys([*DEFAULT_METRICS, family]), sorted(set(DEFAULT_KS) | {int(k)}))
         evaluator = RetrievalDevEvaluator(dataset, config.dev_split, names, primary=config.metric_for_best,
                                           query_prompt=config.query_prompt, document_prompt=config.document_prompt)
     else:
@@ -100,6 +101,7 @@ def train_bi_encoder(config: TrainConfig) -> dict:
         output = trainer.train()
         train_seconds = time.time() - train_started
         shutil.rmtree(tmp / "checkpoints", ignore_errors=True)
+        _save_prompts(model, config)
         model.save(str(tmp))
         history = evaluator.history if evaluator else []
         best = max(history[1:], key=lambda h: h[config.metric_for_best]) if len(history) > 1 else None
@@ -123,6 +125,17 @@ def train_bi_encoder(config: TrainConfig) -> dict:
         inputs = [config.groups_file()] + ([config.dataset] if config.dataset else [])
         write_manifest(tmp, "train", config.model_dump(mode="json"), inputs, started, summary, name="rtune_manifest.json")
     return summary
+
+
+def _save_prompts(model, config: TrainConfig) -> None:
+    """Keep the prompts the model was trained with, so every later stage applies them without flags."""
+    prompts = dict(getattr(model, "prompts", None) or {})
+    if config.query_prompt:
+        prompts["query"] = config.query_prompt
+    if config.document_prompt:
+        prompts["document"] = config.document_prompt
+    if prompts:
+        model.prompts = prompts
 
 
 def _prompts(config: TrainConfig, columns: dict) -> dict[str, str] | None:
