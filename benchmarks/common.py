@@ -38,6 +38,12 @@ def run_step(name: str, fn, *args, **kwargs) -> dict:
     return {"value": value, "wall_s": round(wall, 2), "peak_mb": round(peak, 1)}
 
 
+def steps_table(steps: dict) -> list[str]:
+    """Markdown rows: wall time and peak memory of each step."""
+    return ["| step | wall s | peak MB |", "|---|---|---|",
+            *(f"| {step} | {v['wall_s']:.1f} | {v['peak_mb']:.0f} |" for step, v in steps.items())]
+
+
 def machine() -> str:
     cpu = platform.processor() or "cpu"
     try:

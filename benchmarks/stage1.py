@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, run_step, update_results  # noqa: E402
+from common import machine, run_step, steps_table, update_results  # noqa: E402
 from peer_sentence_transformers import train_peer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -154,9 +154,8 @@ def render(results: dict, budget_name: str, budget: Budget, command: str, starte
         peer, pairs = training["peer"]["rows_per_second"], training["rtune_pairs"]["rows_per_second"]
         lines += [f"Training throughput at equal settings (pairs, {training['peer']['rows']} rows, batch {budget.batch_size}): "
                   f"rtune {pairs:.2f} pairs/s vs peer {peer:.2f} pairs/s = **{pairs / peer:.2f}x**. "
-                  f"Stage 1 with {budget.group_size - 1} hard negative(s) per row: {training['stage1']['rows_per_second']:.2f} rows/s.", "",
-                  "| step | wall s | peak MB |", "|---|---|---|"]
-        lines += [f"| {step} | {v['wall_s']:.1f} | {v['peak_mb']:.0f} |" for step, v in result["steps"].items()]
+                  f"Stage 1 with {budget.group_size - 1} hard negative(s) per row: {training['stage1']['rows_per_second']:.2f} rows/s.", ""]
+        lines += steps_table(result["steps"])
         lines.append("")
     return "\n".join(lines)
 

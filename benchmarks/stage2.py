@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, run_step, update_results  # noqa: E402
+from common import machine, run_step, steps_table, update_results  # noqa: E402
 from stage1 import BUDGETS, COLUMNS, DATASETS, REPO, Budget, step_eval, step_train  # noqa: E402
 
 VARIANTS = {"filter 0.95": 0.95, "no filter": None}
@@ -72,8 +72,7 @@ def render(results: dict, budget_name: str, budget: Budget, command: str, starte
             rank = report["positive_rank"]
             lines.append(f"- mining, {label}: dropped {report['dropped_by_rule']}, short queries {report['short_queries']}, "
                          f"positive at rank 1 under the stage-1 model {rank['at_rank_1']:.1%}")
-        lines += ["", "| step | wall s | peak MB |", "|---|---|---|"]
-        lines += [f"| {step} | {v['wall_s']:.1f} | {v['peak_mb']:.0f} |" for step, v in result["steps"].items()]
+        lines += ["", *steps_table(result["steps"])]
         lines.append("")
     return "\n".join(lines)
 

@@ -15,20 +15,43 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-BLOCK_ROWS = 65_536
+BLOCK_ROWS = 32_768
+
+
+def _release_pages(matrix: np.ndarray, start: int, stop: int) -> None:
+    """Drop rows [start, stop) of a memory-mapped matrix from this process's resident memory.
+
+    The file's pages stay in the OS page cache (the next pass reads them back at memory speed); only
+    our mapping lets go, so a scan over a matrix larger than RAM keeps the process at one block.
+    """
+    mapping = getattr(matrix, "_mmap", None)
+    if mapping is None or not hasattr(mapping, "madvise") or not matrix.flags.c_contiguous:
+        return
+    import mmap
+
+    row_bytes = matrix.strides[0]
+    first = matrix.offset + start * row_bytes
+    last = matrix.offset + stop * row_bytes
+    first -= first % mmap.PAGESIZE
+    if last > first:
+        mapping.madvise(mmap.MADV_DONTNEED, first, last - first)
 
 
 def exact_search(queries: np.ndarray, matrix: np.ndarray, k: int, block_rows: int = BLOCK_ROWS) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k (positions, scores) by inner product, best first. queries: (nq, d) float32; matrix: (n, d)."""
+    """Top-k (positions, scores) by inner product, best first. queries: (nq, d) float32; matrix: (n, d),
+    e.g. a float16 memory-mapped .npy read block by block (memory: one float32 block + the results)."""
     import faiss
 
     k = min(k, matrix.shape[0])
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     heap = faiss.ResultHeap(len(queries), k, keep_max=True)
     for start in range(0, matrix.shape[0], block_rows):
-        block = np.ascontiguousarray(matrix[start : start + block_rows], dtype=np.float32)  # (b, d)
+        stop = min(start + block_rows, matrix.shape[0])
+        block = np.empty((stop - start, matrix.shape[1]), dtype=np.float32)  # (b, d)
+        block[...] = matrix[start:stop]  # converts in place: no intermediate copy
         scores, positions = faiss.knn(queries, block, min(k, len(block)), metric=faiss.METRIC_INNER_PRODUCT)
         heap.add_result(scores, positions + start)
+        _release_pages(matrix, start, stop)
     heap.finalize()
     return heap.I, heap.D
 
