@@ -161,7 +161,7 @@ def main() -> None:
               "plus what the pools share)"]
     if not args.skip_scale:
         scale_dir = work / "scale"
-        make_scale_matrix(scale_dir, args.scale_n, 384)
+        run_step("make_scale_matrix", make_scale_matrix, scale_dir, args.scale_n, 384)  # keeps this process small
         scale = run_step("scale", step_scale, str(scale_dir), args.scale_n, 384, 10_000, 200, 1024)
         size = scale["value"]["matrix_mb"]
         lines += ["", f"Scale: {args.scale_n:,} x 384 float16 embeddings ({size:.0f} MB, memory-mapped), 10,000 queries, top 200, "
