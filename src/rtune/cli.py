@@ -32,7 +32,6 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug log
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)])
     logging.getLogger("rtune").setLevel(logging.DEBUG if verbose else logging.INFO)
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
 def _run_prepare(config: PrepareConfig) -> None:
@@ -72,10 +71,10 @@ def _run_train(config: TrainConfig) -> None:
 
 def _run_eval(config: EvalConfig) -> None:
     from rtune.eval.evaluate import evaluate
-    from rtune.eval.report import metrics_table
+    from rtune.eval.report import metrics_grid
 
     means = evaluate(config)
-    Console().print(metrics_table({config.model: means}, columns=list(means), title=f"{config.dataset} / {config.split}"))
+    Console().print(metrics_grid(means, title=f"{config.model} on {config.dataset} / {config.split}"))
     if config.output:
         print(f"metrics, per-query values and run.trec written to {config.output}")
 

@@ -29,3 +29,18 @@ def markdown_table(rows: Mapping[str, Mapping[str, float]], columns: Sequence[st
     for name, values in rows.items():
         lines.append(f"| {name} | " + " | ".join(f"{values[c]:.4f}" if c in values else "-" for c in columns) + " |")
     return "\n".join(lines)
+
+
+def metrics_grid(means: Mapping[str, float], title: str = ""):
+    """One system's metrics as a grid: a row per metric, a column per cut-off (fits any terminal)."""
+    from rich.table import Table
+
+    families = list(dict.fromkeys(name.split("@")[0] for name in means))
+    ks = sorted({int(name.split("@")[1]) for name in means})
+    table = Table(title=title or None)
+    table.add_column("metric")
+    for k in ks:
+        table.add_column(f"@{k}", justify="right")
+    for family in families:
+        table.add_row(family, *(f"{means[f'{family}@{k}']:.4f}" if f"{family}@{k}" in means else "-" for k in ks))
+    return table

@@ -23,6 +23,14 @@ _STOPWORD_LANGUAGES = {"en", "de", "nl", "fr", "es", "pt", "it", "ru", "sv", "no
 TOKEN_PATTERN = r"(?u)\b\w+\b"
 
 
+def _import_bm25s():
+    """bm25s sets its logger to DEBUG on import; let it inherit the application's level instead."""
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.NOTSET)
+    return bm25s
+
+
 def make_stemmer(language: str):
     """A PyStemmer stemmer for an ISO code or Snowball name, or None when the language has none."""
     import Stemmer
@@ -51,13 +59,13 @@ class BM25Index:
         self.size = 0
 
     def tokenize(self, texts: Sequence[str], show_progress: bool = False) -> list[list[str]]:
-        import bm25s
+        bm25s = _import_bm25s()
 
         return bm25s.tokenize(list(texts), token_pattern=TOKEN_PATTERN, stopwords=self.stopwords,
                               stemmer=self.stemmer, return_ids=False, show_progress=show_progress)
 
     def index(self, texts: Sequence[str], show_progress: bool = False) -> BM25Index:
-        import bm25s
+        bm25s = _import_bm25s()
 
         self._retriever = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
         self._retriever.index(self.tokenize(texts, show_progress), show_progress=show_progress)
