@@ -48,7 +48,7 @@ def run_dataset(name: str, budget: Budget, work: Path) -> dict:
     for label, ratio in VARIANTS.items():
         tag = label.replace(" ", "_").replace(".", "")
         mined, model = str(folder / f"dense_{tag}"), str(folder / f"stage2_{tag}")
-        steps[f"mine_{tag}"] = run_step(f"mine_{tag}", step_mine_dense, data, mined, stage1, budget, ratio, str(folder / "cache"))
+        steps[f"mine_{tag}"] = run_step(f"mine_{tag}", step_mine_dense, data, mined, stage1, budget, ratio, os.environ["RTUNE_CACHE_DIR"])
         mining[label] = steps[f"mine_{tag}"]["value"]
         steps[f"train_{tag}"] = run_step(f"train_{tag}", step_train, mined, None, model, stage1, budget, budget.group_size)
         metrics[f"rtune stage 2, {label}"] = run_step(f"eval_{tag}", step_eval, data, model, language)["value"]
@@ -87,6 +87,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     budget = BUDGETS[args.budget]
     work = Path(args.work) / f"stage1-{args.budget}"
+    os.environ["RTUNE_CACHE_DIR"] = str(work / "cache")  # stage 1's cache: its evaluations are reused here
     started, t0 = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), time.time()
     results = {name: run_dataset(name, budget, work) for name in args.datasets.split(",")}
     text = render(results, args.budget, budget, "python benchmarks/stage2.py " + " ".join(sys.argv[1:]), started, time.time() - t0)
