@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -75,11 +74,3 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
             count += 1
     return count
-
-
-def dumps_lines(rows: Iterable[dict[str, Any]]) -> str:
-    """Rows as JSON Lines text (handy for tests and small files)."""
-    buffer = io.StringIO()
-    for row in rows:
-        buffer.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return buffer.getvalue()
