@@ -27,6 +27,7 @@ test: install
 bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/stage1.py --budget cpu
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/stage2.py --budget cpu
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/throughput.py --repeats 3
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/mining.py
 
 clean:
