@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -17,3 +18,11 @@ class InputError(ValueError):
             where = self.path if line is None else f"{self.path}:{line}"
             where += ": "
         super().__init__(where + message)
+
+
+def check_choice(kind: str, value: str, valid: Iterable[str]) -> str:
+    """`value` if it is one of `valid` (taken from the registry itself), else a ValueError listing them."""
+    valid = list(valid)
+    if value not in valid:
+        raise ValueError(f"unknown {kind} '{value}'; valid: {', '.join(valid)}")
+    return value

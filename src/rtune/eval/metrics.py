@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from rtune.data.records import Qrels
+from rtune.errors import check_choice
 
 # our name -> ir-measures measure family (computed by pytrec_eval, i.e. trec_eval's definitions)
 METRIC_FAMILIES: dict[str, str] = {
@@ -28,8 +29,7 @@ def metric_names(metrics: Iterable[str] = DEFAULT_METRICS, ks: Iterable[int] = D
     if not ks or ks[0] < 1:
         raise ValueError(f"cut-offs must be positive integers, got {ks}")
     for metric in metrics:
-        if metric not in METRIC_FAMILIES:
-            raise ValueError(f"unknown metric '{metric}'; valid: {', '.join(METRIC_FAMILIES)}")
+        check_choice("metric", metric, METRIC_FAMILIES)
         names.extend(f"{metric}@{k}" for k in ks)
     return names
 

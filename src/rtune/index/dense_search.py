@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from rtune.errors import check_choice
+
 log = logging.getLogger(__name__)
 
 BLOCK_ROWS = 32_768
@@ -60,9 +62,8 @@ def _factory_string(index_type: str, n: int) -> str:
     if index_type == "ivf":
         nlist = max(1, min(int(4 * math.sqrt(n)), n // 39 or 1))  # FAISS wants >= 39 training points per list
         return f"IVF{nlist},SQfp16"
-    if index_type == "hnsw":
-        return "HNSW32,SQfp16"
-    raise ValueError(f"unknown index type '{index_type}'; valid: {', '.join(INDEX_TYPES)}")
+    check_choice("index type", index_type, INDEX_TYPES)
+    return "HNSW32,SQfp16"
 
 
 class ApproximateIndex:

@@ -18,13 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from rtune.errors import check_choice
+
 log = logging.getLogger(__name__)
 
 DTYPES = ("float32", "float16")
-
-
-class ModelRef(str):
-    """A model folder or id whose fingerprint the cache computes (memoised in its own folder)."""
 
 
 def default_cache_dir() -> Path:
@@ -89,9 +87,7 @@ class EmbeddingCache:
     def get_or_encode(self, parts: dict, texts: Sequence[str], encode: Callable[[Sequence[str]], np.ndarray],
                       dtype: str = "float32", chunk_size: int = 8192) -> np.ndarray:
         """Cached embeddings of `texts` for the identity `parts`, encoding (in chunks) on a miss."""
-        if dtype not in DTYPES:
-            raise ValueError(f"unknown embedding dtype '{dtype}'; valid: {', '.join(DTYPES)}")
-        parts = {k: (model_fingerprint(v, self.folder) if k == "model" and isinstance(v, ModelRef) else v) for k, v in parts.items()}
+        check_choice("embedding dtype", dtype, DTYPES)
         key = cache_key(**parts, texts=texts_fingerprint(texts), n=len(texts), dtype=dtype)
         cached = self.lookup(key)
         if cached is not None:

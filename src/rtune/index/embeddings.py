@@ -17,7 +17,7 @@ def cached_embeddings(encoder, texts: Sequence[str], kind: str, cache: Embedding
     def encode(chunk: Sequence[str]) -> np.ndarray:
         return method(chunk, batch_size, show_progress)
 
-    identity = encoder.cache_identity(kind) if cache is not None and hasattr(encoder, "cache_identity") else None
+    identity = encoder.cache_identity(kind, cache.folder) if cache is not None and hasattr(encoder, "cache_identity") else None
     if identity is None:
         embeddings = encode(list(texts))
         return embeddings if dtype == "float32" else embeddings.astype(dtype)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -49,15 +50,15 @@ class SentenceTransformerEncoder:
         texts = [self.prompts.format_query(t) for t in texts]
         return self._encode("encode_query", texts, self.query_prompt, batch_size, show_progress)
 
-    def cache_identity(self, kind: str) -> dict | None:
+    def cache_identity(self, kind: str, memo_dir: Path | None = None) -> dict | None:
         """What, besides the texts, decides the embeddings of `kind` ('queries' or 'documents'); None when
-        the weights cannot be identified (a model in training)."""
+        the weights cannot be identified (a model in training). `memo_dir` keeps weight hashes between runs."""
         if self.model_id is None:
             return None
-        from rtune.index.embedding_cache import ModelRef
+        from rtune.index.embedding_cache import model_fingerprint
 
         prompts = self.prompts.as_dict() if kind == "queries" else {"document_prompt": self.document_prompt}
-        return {"model": ModelRef(self.model_id), "kind": kind, "max_seq_length": self.model.max_seq_length,
+        return {"model": model_fingerprint(self.model_id, memo_dir), "kind": kind, "max_seq_length": self.model.max_seq_length,
                 "normalize": self.normalize, **prompts}
 
     def encode_documents(self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:

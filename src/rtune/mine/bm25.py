@@ -100,16 +100,27 @@ class BM25Index:
         from tqdm.auto import tqdm
 
         k = min(k, self.size)
-        indices = np.full((len(queries), k), -1, dtype=np.int64)
-        scores = np.zeros((len(queries), k), dtype=np.float32)
+        indices, scores = [], []
         bar = tqdm(total=len(queries), desc="BM25 search", unit="q", disable=not show_progress)
         for start in range(0, len(queries), batch_size):
-            for row, full in enumerate(self.batch_scores(queries[start : start + batch_size]), start=start):
-                top = top_k_positions(full, k)
-                indices[row, : len(top)], scores[row, : len(top)] = top, full[top]
-            bar.update(min(batch_size, len(queries) - start))
+            positions, top_scores = top_k_rows(self.batch_scores(queries[start : start + batch_size]), k)
+            indices.append(positions)
+            scores.append(top_scores)
+            bar.update(len(positions))
         bar.close()
-        return indices, scores
+        if not indices:
+            return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float32)
+        return np.concatenate(indices), np.concatenate(scores)
+
+
+def top_k_rows(full_scores: Sequence[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's top-k (positions, scores) from its full score vector: shapes (n, k), empty places -1 / 0."""
+    positions = np.full((len(full_scores), k), -1, dtype=np.int64)
+    scores = np.zeros((len(full_scores), k), dtype=np.float32)
+    for row, full in enumerate(full_scores):
+        top = top_k_positions(full, k)
+        positions[row, : len(top)], scores[row, : len(top)] = top, full[top]
+    return positions, scores
 
 
 def top_k_positions(scores: np.ndarray, k: int) -> np.ndarray:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 from tqdm.auto import tqdm
 
 from rtune.data.atomic import atomic_dir, ensure_new_output
@@ -24,7 +24,7 @@ from rtune.data.dataset import RetrievalDataset, normalize_text
 from rtune.data.groups import GROUPS_FILE, group_writer, groups_path, read_groups
 from rtune.data.manifest import write_manifest
 from rtune.data.records import TrainingGroup
-from rtune.errors import InputError
+from rtune.errors import InputError, check_choice
 from rtune.index.dense_search import INDEX_TYPES
 from rtune.mine.filters import FalseNegativeFilter, parse_window
 from rtune.mine.report import MiningReport
@@ -62,12 +62,6 @@ class MineConfig(EncoderOptions):
     batch_size: int = Field(1024, ge=1, description="queries searched per batch")
     overwrite: bool = False
 
-    @field_validator("strategy")
-    @classmethod
-    def _known_strategy(cls, value: str) -> str:
-        if value not in STRATEGIES:
-            raise ValueError(f"unknown strategy '{value}'; valid: {', '.join(STRATEGIES)}")
-        return value
 
     @field_validator("range")
     @classmethod
@@ -80,12 +74,11 @@ class MineConfig(EncoderOptions):
         parse_window(value)
         return value
 
-    @model_validator(mode="after")
-    def _choices(self) -> MineConfig:
-        for name, value, valid in (("backfill", self.backfill, BACKFILL), ("index_type", self.index_type, INDEX_TYPES)):
-            if value not in valid:
-                raise ValueError(f"unknown {name} '{value}'; valid: {', '.join(valid)}")
-        return self
+    @field_validator("strategy", "backfill", "index_type")
+    @classmethod
+    def _choices(cls, value: str, info) -> str:
+        valid = {"strategy": STRATEGIES, "backfill": BACKFILL, "index_type": INDEX_TYPES}[info.field_name]
+        return check_choice(info.field_name.replace("_", " "), value, valid)
 
     def false_negative_filter(self) -> FalseNegativeFilter:
         return FalseNegativeFilter(self.max_score_ratio, self.margin, self.max_score,
@@ -107,8 +100,7 @@ MINERS: dict[str, Callable[[MineConfig, RetrievalDataset], CandidateSource]] = {
 
 def check_config(config: MineConfig, dataset: RetrievalDataset) -> RankRange:
     """Everything that can be wrong with the request, before any work starts."""
-    if config.method not in MINERS:
-        raise ValueError(f"unknown mining method '{config.method}'; valid: {', '.join(sorted(MINERS))}")
+    check_choice("mining method", config.method, sorted(MINERS))
     if config.method == "dense" and not config.model:
         raise ValueError("--method dense needs --model (a model folder or hub id)")
     dataset.require_split(config.split)

@@ -9,6 +9,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from rtune.errors import check_choice
+
 Strategy = Literal["random", "top", "window"]
 STRATEGIES: tuple[str, ...] = ("random", "top", "window")
 
@@ -85,8 +87,7 @@ def select_negatives(
             pool.append(candidate)
     if strategy == "top":
         chosen = pool[:n]
-    elif strategy in ("random", "window"):
-        chosen = sorted(rng.sample(pool, min(n, len(pool))), key=lambda c: c.rank)
     else:
-        raise ValueError(f"unknown strategy '{strategy}'; valid: {', '.join(STRATEGIES)}")
+        check_choice("strategy", strategy, STRATEGIES)
+        chosen = sorted(rng.sample(pool, min(n, len(pool))), key=lambda c: c.rank)
     return Selection(negatives=chosen, dropped=dropped)

@@ -9,7 +9,7 @@ from typing import Protocol
 import numpy as np
 
 from rtune.data.records import Document
-from rtune.mine.bm25 import BM25Index, top_k_positions
+from rtune.mine.bm25 import BM25Index, top_k_rows
 
 
 @dataclass
@@ -48,11 +48,7 @@ class BM25Source:
         k = min(k, self.index.size)
         for start in range(0, len(queries), batch_size):
             full = self.index.batch_scores(queries[start : start + batch_size])
-            positions = np.full((len(full), k), -1, dtype=np.int64)
-            scores = np.zeros((len(full), k), dtype=np.float32)
-            for row, row_scores in enumerate(full):
-                top = top_k_positions(row_scores, k)  # only documents sharing a term with the query
-                positions[row, : len(top)], scores[row, : len(top)] = top, row_scores[top]
+            positions, scores = top_k_rows(full, k)  # only documents sharing a term with the query
             yield RankedBatch(start, positions, scores,
                               [[float(s[p]) for p in pos] for s, pos in zip(full, given[start : start + batch_size])])
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rtune.errors import check_choice
 from rtune.index.embedding_cache import DTYPES
 
 
@@ -27,9 +28,7 @@ class EncoderOptions(BaseModel):
     @field_validator("embedding_dtype")
     @classmethod
     def _known_dtype(cls, value: str) -> str:
-        if value not in DTYPES:
-            raise ValueError(f"unknown embedding dtype '{value}'; valid: {', '.join(DTYPES)}")
-        return value
+        return check_choice("embedding dtype", value, DTYPES)
 
     @model_validator(mode="after")
     def _valid_format(self):

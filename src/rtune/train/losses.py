@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from rtune.errors import check_choice
 from rtune.train.config import TrainConfig
 
 
@@ -23,6 +24,4 @@ LOSSES: dict[str, Callable] = {"mnrl": _mnrl, "cached_mnrl": _cached_mnrl}
 
 
 def build_loss(model, config: TrainConfig):
-    if config.loss not in LOSSES:
-        raise ValueError(f"unknown loss '{config.loss}'; valid: {', '.join(LOSSES)}")
-    return LOSSES[config.loss](model, config)
+    return LOSSES[check_choice("loss", config.loss, LOSSES)](model, config)
