@@ -1,0 +1,52 @@
+"""The typed config of `rtune score`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from rtune.errors import check_choice
+from rtune.score.dtype import Precision
+from rtune.score.llm import DEFAULT_PROMPT
+from rtune.score.teachers import AUTO, TEACHERS
+
+
+class ScoreConfig(BaseModel):
+    """Everything `rtune score` needs: input groups, output folder, the teacher and how it reads pairs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    groups: Path = Field(description="training groups: a groups.jsonl or a `rtune mine` output folder")
+    output: Path = Field(description="new groups folder (groups.jsonl + manifest.json) with teacher scores")
+    model: str = Field(description="teacher model: folder or hub id (cross-encoder, causal LM or bi-encoder)")
+    teacher: str = Field(AUTO, description=f"teacher kind: {', '.join([AUTO, *TEACHERS])} (auto: causal LM -> llm, else cross_encoder)")
+    batch_size: int = Field(32, ge=1, description="pairs scored at once (pairs are sorted by length first)")
+    max_length: int = Field(512, ge=8, description="tokens of query + passage (the LLM prompt is added on top)")
+    precision: Precision = Field("auto", description="auto: bf16/fp16 on CUDA, fp32 on CPU")
+    device: str | None = Field(None, description="cpu, cuda, cuda:1... [default: cuda when visible]")
+    shard_size: int = Field(1000, ge=1, description="groups per resumable shard (a killed run resumes at the last finished one)")
+    query_prefix: str = Field("A: ", description="llm: text before the query")
+    passage_prefix: str = Field("B: ", description="llm: text before the passage")
+    separator: str = Field("\n", description="llm: text between query and passage and before the prompt (YAML for a newline)")
+    prompt: str = Field(DEFAULT_PROMPT, description="llm: instruction placed after the pair")
+    yes_word: str = Field("Yes", description="llm: the word whose token logit is the score (must be one token)")
+    gguf_file: str | None = Field(None, description="llm: GGUF file inside --model (a folder or hub id)")
+    query_prompt: str | None = Field(None, description="bi_encoder: query prefix (default: the model's saved prompt)")
+    document_prompt: str | None = Field(None, description="bi_encoder: document prefix (default: the model's saved prompt)")
+    overwrite: bool = False
+
+    @field_validator("teacher")
+    @classmethod
+    def _known_teacher(cls, value: str) -> str:
+        return check_choice("teacher", value, [AUTO, *TEACHERS])
+
+    def teacher_settings(self) -> dict:
+        """Keyword arguments for build_teacher (each teacher takes the ones it knows)."""
+        return self.model_dump(include={"device", "precision", "max_length", "batch_size", "query_prefix", "passage_prefix",
+                                        "separator", "prompt", "yes_word", "gguf_file", "query_prompt", "document_prompt"})
+
+    def groups_file(self) -> Path:
+        from rtune.data.groups import groups_path
+
+        return groups_path(self.groups)
