@@ -7,12 +7,14 @@ import sys
 
 import click
 import typer
+import typer._click as typer_click
+from pydantic import ValidationError
 from rich.console import Console
 
 from rtune import __version__
 from rtune.cli_options import stage_command
 from rtune.data.prepare import PrepareConfig
-from rtune.errors import InputError
+from rtune.errors import InputError, Interrupted
 from rtune.eval.evaluate import EvalConfig
 from rtune.mine.run import MineConfig
 from rtune.train.config import TrainConfig
@@ -22,12 +24,16 @@ app = typer.Typer(help="Fine-tune a domain retriever from your documents and que
                   no_args_is_help=True, add_completion=False)
 
 
-@app.callback()
-def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging"),
-          version: bool = typer.Option(False, "--version", help="print the version and exit")) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         print(__version__)
         raise typer.Exit()
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging, and tracebacks of internal errors"),
+          version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
     from rich.logging import RichHandler
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)])
@@ -79,9 +85,44 @@ def _run_eval(config: EvalConfig) -> None:
         print(f"metrics, per-query values and run.trec written to {config.output}")
 
 
+def unique_labels(folders: list[str]) -> list[str]:
+    """Row labels for `folders`: each folder's shortest path suffix that no other folder shares
+    (`runs/eval/bm25`, `other/bm25` -> `eval/bm25`, `other/bm25`); a folder given twice is numbered."""
+    import os
+    from pathlib import Path
+
+    parts = [Path(os.path.abspath(folder)).parts for folder in folders]
+    depth = [1] * len(folders)
+    while True:
+        labels = [Path(*p[-d:]).as_posix() for p, d in zip(parts, depth)]
+        clashing = [i for i, label in enumerate(labels)
+                    if any(label == other and parts[i] != parts[j] for j, other in enumerate(labels))]
+        if not clashing:
+            break
+        for i in clashing:
+            depth[i] += 1
+    return [label if labels[:i].count(label) == 0 else f"{label} ({labels[:i].count(label) + 1})"
+            for i, label in enumerate(labels)]
+
+
+def _compare_columns(requested: str | None, rows: dict[str, dict[str, float]]) -> list[str]:
+    """The metric columns to show; a requested metric that no folder has is an error listing those they have."""
+    from rtune.eval.report import HEADLINE
+
+    available = list(dict.fromkeys(name for values in rows.values() for name in values))
+    if requested is None:
+        return [m for m in HEADLINE if m in available] or available
+    columns = [m.strip() for m in requested.split(",") if m.strip()]
+    unknown = [m for m in columns if m not in available]
+    if unknown or not columns:
+        raise InputError(f"--metrics: no folder has {', '.join(unknown) or 'any metric'}; available: {', '.join(available)}")
+    return columns
+
+
 @app.command()
-def compare(folders: list[str] = typer.Argument(..., help="eval output folders (each with metrics.json)"),
-            metrics: str = typer.Option("ndcg@10,map@25,mrr@10,recall@10,recall@100", help="comma-separated")) -> None:
+def compare(folders: list[str] = typer.Argument(..., metavar="FOLDER...", help="eval output folders (each with metrics.json)"),
+            metrics: str | None = typer.Option(None, help="comma-separated metrics [default: ndcg@10,map@25,mrr@10,"
+                                                         "recall@10,recall@100, those the folders have]")) -> None:
     """Print the metrics of several `rtune eval` outputs side by side."""
     import json
     from pathlib import Path
@@ -89,12 +130,15 @@ def compare(folders: list[str] = typer.Argument(..., help="eval output folders (
     from rtune.eval.report import metrics_table
 
     rows = {}
-    for folder in folders:
+    for label, folder in zip(unique_labels(folders), folders):
         path = Path(folder) / "metrics.json"
         if not path.is_file():
             raise InputError("no metrics.json here (is it an `rtune eval --output` folder?)", folder)
-        rows[Path(folder).name] = json.loads(path.read_text(encoding="utf-8"))
-    Console().print(metrics_table(rows, columns=[m.strip() for m in metrics.split(",") if m.strip()]))
+        try:
+            rows[label] = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise InputError(f"not a metrics file ({err})", path) from None
+    Console().print(metrics_table(rows, columns=_compare_columns(metrics, rows)))
 
 
 STAGES = {
@@ -112,20 +156,50 @@ def build_cli() -> click.Group:
     return group
 
 
+# what a user can fix: exit 2 with one message. Anything else is a bug: exit 1 (traceback with -v).
+USER_ERRORS = (InputError, ValidationError, FileExistsError, FileNotFoundError)
+EXITS = (click.exceptions.Exit, typer.Exit)
+USAGE_ERRORS = (click.ClickException, typer_click.ClickException)
+ABORTS = (click.exceptions.Abort, typer.Abort)
+INTERRUPTED = 130
+
+
+def _interrupted(message: str) -> None:
+    console.print(f"[bold yellow]{message}[/]", highlight=False, soft_wrap=True)
+    sys.exit(INTERRUPTED)
+
+
+def _internal_error(err: BaseException) -> None:
+    if logging.getLogger("rtune").isEnabledFor(logging.DEBUG):
+        console.print_exception()
+    else:
+        console.print(f"[bold red]internal error:[/] {type(err).__name__}: {err} (a bug in rtune; run with -v for the "
+                      "traceback)", highlight=False, soft_wrap=True)
+    sys.exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: bad input ends with one clear message and exit code 2."""
+    """Entry point: bad input ends with one clear message and exit 2, Ctrl-C with exit 130, a bug with exit 1."""
     try:
-        build_cli().main(args=argv, prog_name="rtune", standalone_mode=False)
-    except click.exceptions.Exit as done:
+        code = build_cli().main(args=argv, prog_name="rtune", standalone_mode=False)
+    except EXITS as done:
         sys.exit(done.exit_code)
-    except click.ClickException as err:
+    except USAGE_ERRORS as err:
         err.show()
         sys.exit(err.exit_code)
-    except click.exceptions.Abort:
-        sys.exit(130)
-    except (InputError, ValueError, FileExistsError, FileNotFoundError) as err:
-        console.print(f"[bold red]error:[/] {err}", highlight=False)
+    except Interrupted as err:
+        _interrupted(str(err))
+    except ABORTS:
+        _interrupted("interrupted; nothing was written")
+    except USER_ERRORS as err:
+        console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)  # paths stay whole
         sys.exit(2)
+    except Exception as err:  # noqa: BLE001 - the last line of defence
+        _internal_error(err)
+    if code == INTERRUPTED:  # typer turns a KeyboardInterrupt outside a stage into a returned 130
+        _interrupted("interrupted; nothing was written")
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from typing import Any, get_args, get_origin
 import click
 from pydantic import BaseModel, ValidationError
 
-from rtune.errors import InputError
+from rtune.errors import InputError, Interrupted
 
 
 def _flag(name: str) -> str:
@@ -43,8 +43,16 @@ def option_for(name: str, field) -> click.Parameter:
     return click.Option([_flag(name)], type=click_type, default=None, help=help_text)
 
 
-def build_config(config_cls: type[BaseModel], values: dict[str, Any], config_file: Path | None) -> BaseModel:
-    """YAML file first, flags on top; validation errors name the flag."""
+def _reason(error: dict[str, Any]) -> str:
+    """pydantic's message without its "Value error, " / "Assertion failed, " prefix."""
+    if error["type"] in ("value_error", "assertion_error") and "error" in error.get("ctx", {}):
+        return str(error["ctx"]["error"])
+    return error["msg"]
+
+
+def build_config(config_cls: type[BaseModel], values: dict[str, Any], config_file: Path | None,
+                 positional: tuple[str, ...] = ()) -> BaseModel:
+    """YAML file first, flags on top; validation errors name the flag (or the positional argument)."""
     merged: dict[str, Any] = {}
     if config_file is not None:
         import yaml
@@ -70,10 +78,21 @@ def build_config(config_cls: type[BaseModel], values: dict[str, Any], config_fil
         name = str(first["loc"][0]) if first["loc"] else ""
         where = _flag(name) if name in config_cls.model_fields else name
         if first["type"] == "missing":
+            if name in positional:
+                raise InputError(f"missing argument {name.upper()} (or '{name}:' in --config)") from None
             raise InputError(f"missing required option {where}") from None
         if first["type"] == "extra_forbidden" and config_file is not None:
             raise InputError(f"unknown option '{name}'; valid: {', '.join(config_cls.model_fields)}", config_file) from None
-        raise InputError(f"{where}: {first['msg']}") from None
+        raise InputError(f"{where}: {_reason(first)}") from None
+
+
+def check_outputs(config: BaseModel) -> None:
+    """Before any work: a cache folder the user named must be writable (the default one may degrade)."""
+    from rtune.data.atomic import check_writable
+
+    cache_dir = getattr(config, "cache_dir", None)
+    if cache_dir is not None and getattr(config, "cache", False):
+        check_writable(cache_dir, "embedding cache (--cache-dir)", inside=True)
 
 
 def stage_command(name: str, config_cls: type[BaseModel], run, help_text: str, positional: tuple[str, ...] = ()) -> click.Command:
@@ -89,6 +108,11 @@ def stage_command(name: str, config_cls: type[BaseModel], run, help_text: str, p
                                default=None, help="YAML file with these options (flags override it)"))
 
     def callback(config_file: Path | None = None, **values: Any) -> None:
-        run(build_config(config_cls, values, config_file))
+        config = build_config(config_cls, values, config_file, positional)
+        check_outputs(config)
+        try:
+            run(config)
+        except KeyboardInterrupt:
+            raise Interrupted(name, getattr(config, "output", None)) from None
 
     return click.Command(name, params=params, callback=callback, help=help_text)

@@ -20,9 +20,24 @@ class InputError(ValueError):
         super().__init__(where + message)
 
 
+class Interrupted(Exception):
+    """The user interrupted a stage (Ctrl-C); carries what was running and where it would have written."""
+
+    def __init__(self, stage: str, output: str | Path | None = None) -> None:
+        self.stage = stage
+        self.output = None if output is None else str(output)
+        where = f" to {self.output}" if self.output else ""
+        super().__init__(f"interrupted: rtune {stage} stopped before finishing; nothing was written{where}")
+
+
 def check_choice(kind: str, value: str, valid: Iterable[str]) -> str:
-    """`value` if it is one of `valid` (taken from the registry itself), else a ValueError listing them."""
+    """`value` if it is one of `valid` (taken from the registry itself), else an InputError listing them."""
     valid = list(valid)
     if value not in valid:
-        raise ValueError(f"unknown {kind} '{value}'; valid: {', '.join(valid)}")
+        raise InputError(f"unknown {kind} '{value}'; valid: {', '.join(valid)}")
     return value
+
+
+class DataCollapsedError(InputError):
+    """A stage's data collapsed (most queries without negatives, far fewer rows than queries): it stops
+    rather than exiting 0 with a model trained on a handful of rows."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rtune.data.atomic import atomic_file
 from rtune.data.dataset import RetrievalDataset, check_split_disjoint
-from rtune.data.jsonl import Source, open_text, read_jsonl, require_text, source_name, write_jsonl
+from rtune.data.jsonl import Source, not_utf8, open_text, read_jsonl, require_text, source_name, write_jsonl
 from rtune.data.records import Document, Qrels, Query
 from rtune.errors import InputError
 
@@ -81,6 +81,8 @@ def read_qrels(
                 raise InputError(f"duplicate judgement for query '{qid}' and document '{doc_id}'", name, number)
             qrels.setdefault(qid, {})[doc_id] = score
             first_line.setdefault(qid, number)
+    except UnicodeDecodeError as err:
+        raise not_utf8(err, name) from None
     finally:
         if handle is not source:
             handle.close()

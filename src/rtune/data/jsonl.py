@@ -30,6 +30,16 @@ def open_text(source: Source) -> IO[str]:
     return source
 
 
+def json_reason(err: json.JSONDecodeError) -> str:
+    """`Expecting value at column 3`: the parser's message with its position, and no `at at`."""
+    return f"{err.msg.removesuffix(' at')} at column {err.colno}"
+
+
+def not_utf8(err: UnicodeDecodeError, name: str) -> InputError:
+    """The error for a file that is not UTF-8 text, naming it."""
+    return InputError(f"not UTF-8 text ({err.reason}: byte 0x{err.object[err.start]:02x}); save the file as UTF-8", name)
+
+
 def read_jsonl(source: Source) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield `(line_number, object)` for every non-blank line; a malformed line raises InputError."""
     name = source_name(source)
@@ -41,12 +51,12 @@ def read_jsonl(source: Source) -> Iterator[tuple[int, dict[str, Any]]]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as err:
-                raise InputError(f"malformed JSON ({err.msg} at column {err.colno})", name, number) from None
+                raise InputError(f"malformed JSON ({json_reason(err)})", name, number) from None
             if not isinstance(obj, dict):
                 raise InputError(f"expected a JSON object, got {type(obj).__name__}", name, number)
             yield number, obj
     except UnicodeDecodeError as err:
-        raise InputError(f"not UTF-8 text ({err.reason})", name) from None
+        raise not_utf8(err, name) from None
     finally:
         if handle is not source:
             handle.close()

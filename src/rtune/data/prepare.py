@@ -45,6 +45,8 @@ class PrepareConfig(BaseModel):
 
 def detect_format(path: Path) -> str:
     """Guess the input format from what is on disk."""
+    if not path.exists():
+        raise InputError("input not found (expected a BEIR folder, SQuAD .json or QA-pairs .jsonl)", path)
     if path.is_dir():
         return "beir"
     if path.suffix == ".jsonl":

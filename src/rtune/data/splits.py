@@ -25,11 +25,11 @@ class SplitFractions:
         values = {"train": self.train, "dev": self.dev, "test": self.test}
         for split, value in values.items():
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"split fraction '{split}' must be between 0 and 1, got {value}")
+                raise InputError(f"split fraction '{split}' must be between 0 and 1, got {value}")
         if self.train <= 0:
-            raise ValueError("the train fraction must be above 0")
+            raise InputError("the train fraction must be above 0")
         if abs(sum(values.values()) - 1.0) > 1e-6:
-            raise ValueError(f"split fractions must sum to 1, got {sum(values.values()):.4f} ({values})")
+            raise InputError(f"split fractions must sum to 1, got {sum(values.values()):.4f} ({values})")
 
     def as_dict(self) -> dict[str, float]:
         return {"train": self.train, "dev": self.dev, "test": self.test}
@@ -82,7 +82,7 @@ def split_dataset(dataset: RetrievalDataset, fractions: SplitFractions, by: Spli
         elif by == "query":
             key = normalize_text(query.text) + "\x00" + "\x00".join(sorted(d for d, r in judged.items() if r > 0))
         else:
-            raise ValueError(f"unknown split mode '{by}'; valid: group, query")
+            raise InputError(f"unknown split mode '{by}'; valid: group, query")
         units.setdefault(key, []).append(qid)
     keys = sorted(units)
     random.Random(seed).shuffle(keys)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rtune.data.dataset import RetrievalDataset
-from rtune.data.jsonl import Source, open_text, source_name
+from rtune.data.jsonl import Source, json_reason, not_utf8, open_text, source_name
 from rtune.data.records import Document, Qrels, Query
 from rtune.errors import InputError
 
@@ -39,7 +39,9 @@ def read_squad(source: Source) -> RetrievalDataset:
     try:
         raw = json.load(handle)
     except json.JSONDecodeError as err:
-        raise InputError(f"malformed JSON ({err.msg}, column {err.colno})", name, err.lineno) from None
+        raise InputError(f"malformed JSON ({json_reason(err)})", name, err.lineno) from None
+    except UnicodeDecodeError as err:
+        raise not_utf8(err, name) from None
     finally:
         if handle is not source:
             handle.close()

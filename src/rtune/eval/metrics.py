@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from rtune.data.records import Qrels
-from rtune.errors import check_choice
+from rtune.errors import InputError, check_choice
 
 # our name -> ir-measures measure family (computed by pytrec_eval, i.e. trec_eval's definitions)
 METRIC_FAMILIES: dict[str, str] = {
@@ -27,7 +27,7 @@ def metric_names(metrics: Iterable[str] = DEFAULT_METRICS, ks: Iterable[int] = D
     names = []
     ks = sorted(set(int(k) for k in ks))
     if not ks or ks[0] < 1:
-        raise ValueError(f"cut-offs must be positive integers, got {ks}")
+        raise InputError(f"cut-offs must be positive integers, got {ks}")
     for metric in metrics:
         check_choice("metric", metric, METRIC_FAMILIES)
         names.extend(f"{metric}@{k}" for k in ks)
@@ -40,7 +40,7 @@ def parse_metric(name: str):
 
     family, _, k = name.partition("@")
     if family not in METRIC_FAMILIES or not k.isdigit():
-        raise ValueError(f"unknown metric '{name}'; valid: <metric>@<k> with metric in {', '.join(METRIC_FAMILIES)}")
+        raise InputError(f"unknown metric '{name}'; valid: <metric>@<k> with metric in {', '.join(METRIC_FAMILIES)}")
     return ir_measures.parse_measure(f"{METRIC_FAMILIES[family]}@{k}")
 
 

@@ -102,7 +102,7 @@ def check_config(config: MineConfig, dataset: RetrievalDataset) -> RankRange:
     """Everything that can be wrong with the request, before any work starts."""
     check_choice("mining method", config.method, sorted(MINERS))
     if config.method == "dense" and not config.model:
-        raise ValueError("--method dense needs --model (a model folder or hub id)")
+        raise InputError("--method dense needs --model (a model folder or hub id)")
     dataset.require_split(config.split)
     rank_range = RankRange.parse(config.range)
     size = len(dataset.corpus)

@@ -52,9 +52,40 @@ def load_bi_encoder(name_or_path: str | Path | None = None, device: str | None =
     from sentence_transformers import SentenceTransformer
 
     resolved = resolve_model(name_or_path)
+    check_model_name(resolved)
     if Path(resolved).exists() and Path(resolved).is_dir() and not any(Path(resolved).iterdir()):
         raise InputError("model folder is empty", resolved)
     try:
         return SentenceTransformer(resolved, device=device)
     except Exception as err:  # the loaders raise many types (OSError, ValueError, JSON errors...)
+        if not Path(resolved).exists():
+            raise InputError(_not_found(resolved, f"{type(err).__name__}: {_first_line(err)}")) from err
         raise InputError(f"model does not load: {type(err).__name__}: {err}", resolved) from err
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [""])[0]
+
+
+def _not_found(name: str, hub_error: str | None = None) -> str:
+    tried = f" and it did not load from the Hugging Face hub ({hub_error})" if hub_error else ""
+    return (f"model '{name}': no such folder{tried}. Give a model folder, or a hub id such as "
+            f"{DEFAULT_MODEL} (hub ids need a network connection unless already downloaded)")
+
+
+def looks_like_path(name: str) -> bool:
+    """A name that can only be meant as a local folder: hub ids are `name` or `owner/name`, and an
+    `owner` that is a folder here (`models/nonexist`) means a path."""
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name or name.endswith("/"):
+        return True
+    return "/" in name and Path(name).parent.is_dir()
+
+
+def check_model_name(name: str) -> None:
+    """Fail fast, without asking the hub, for a missing folder or `BM25` in the wrong case."""
+    if Path(name).exists():
+        return
+    if name.lower() == "bm25":
+        raise InputError(f"model '{name}' is not a model folder or hub id; for BM25 write 'bm25' (lower case)")
+    if looks_like_path(name):
+        raise InputError(_not_found(name))
