@@ -1,0 +1,100 @@
+"""Reranking a first stage: rerank_run, `rtune eval --rerank` side by side, Retriever(reranker=...)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from conftest import TOY_DOCS, TOY_QUERIES
+from rtune.eval.evaluate import EvalConfig, evaluate
+from rtune.eval.metrics import compute_metrics, metric_names
+from rtune.eval.run_file import read_run
+from rtune.score.rerank import rerank_run
+from rtune.score.teachers import build_teacher
+from tiny_rerankers import build_tiny_cross_encoder
+
+
+class TableReranker:
+    """Scores from a {passage: score} table; counts the pairs it was asked about."""
+
+    name = "table"
+
+    def __init__(self, table: dict[str, float]) -> None:
+        self.table, self.pairs = table, []
+
+    def settings(self) -> dict:
+        return {}
+
+    def score(self, pairs):
+        self.pairs.extend(pairs)
+        return [self.table.get(p, 0.0) for _, p in pairs]
+
+
+@pytest.fixture(scope="module")
+def tiny_ce(tmp_path_factory):
+    return build_tiny_cross_encoder(tmp_path_factory.mktemp("ce") / "tiny-ce")
+
+
+def test_rerank_run_reorders_the_top_and_keeps_the_tail_below():
+    run = {"q": {"a": 4.0, "b": 3.0, "c": 2.0, "d": 1.0}, "r": {"a": 1.0}}
+    texts = {d: f"text {d}" for d in "abcd"}
+    reranker = TableReranker({"text a": 0.1, "text b": 0.9, "text c": 5.0})  # c is outside the top 2: never asked
+    out = rerank_run(run, {"q": "query q", "r": "query r"}, texts, reranker, top_k=2, show_progress=False)
+    assert sorted(out["q"], key=lambda d: -out["q"][d]) == ["b", "a", "c", "d"]
+    assert out["q"]["b"] == pytest.approx(0.9) and out["q"]["a"] == pytest.approx(0.1)
+    assert out["q"]["c"] < 0.1 and out["q"]["d"] < out["q"]["c"]
+    assert sorted(reranker.pairs) == [("query q", "text a"), ("query q", "text b"), ("query r", "text a")]
+
+
+def test_rerank_run_refuses_non_finite_scores():
+    reranker = TableReranker({"text b": math.nan})
+    with pytest.raises(ValueError, match="non-finite score \\(nan\\) for query 'q', document 'b'"):
+        rerank_run({"q": {"a": 2.0, "b": 1.0}}, {"q": "x"}, {"a": "text a", "b": "text b"}, reranker, 5, show_progress=False)
+
+
+def test_eval_reports_first_stage_and_reranked_side_by_side(toy_beir, tiny_ce, tmp_path):
+    out = tmp_path / "eval"
+    config = EvalConfig(dataset=toy_beir, model="bm25", split="train", output=out, ks=[1, 3], rerank=str(tiny_ce), rerank_top=3)
+    means = evaluate(config)
+    names = metric_names(config.metrics, config.ks)
+    assert set(means) == set(names) | {f"reranked.{n}" for n in names}
+    assert json.loads((out / "metrics.json").read_text()) == pytest.approx(means)
+    per_query = json.loads((out / "per_query.json").read_text())
+    assert all(set(values) == set(means) for values in per_query.values())
+    first, reranked = read_run(out / "run.trec"), read_run(out / "run.reranked.trec")
+    from rtune.data.beir import read_beir
+
+    dataset = read_beir(toy_beir)
+    qrels = dataset.require_split("train")
+    assert compute_metrics(qrels, reranked, names)[0] == pytest.approx({n: means[f"reranked.{n}"] for n in names}, abs=1e-4)
+    assert compute_metrics(qrels, first, names)[0] == pytest.approx({n: means[n] for n in names}, abs=1e-4)
+    teacher = build_teacher("cross_encoder", str(tiny_ce), device="cpu")
+    for qid, docs in first.items():  # the first stage's top 3 carry the cross-encoder's scores, every other below
+        top = sorted(docs, key=lambda d: -docs[d])[:3]
+        expected = teacher.score([(TOY_QUERIES[qid][0], TOY_DOCS[d]) for d in top])
+        assert [reranked[qid][d] for d in top] == pytest.approx(expected, abs=1e-4)
+        assert all(reranked[qid][d] < min(expected) for d in docs if d not in top)
+
+
+def test_retriever_reranks_its_top_candidates(tiny_model, tiny_ce):
+    from rtune import Retriever
+
+    docs = list(TOY_DOCS.values())
+    favourite = TOY_DOCS["d5"]
+    reranker = TableReranker({favourite: 10.0})
+    retriever = Retriever.from_pretrained(str(tiny_model), device="cpu", reranker=reranker, rerank_top=len(docs))
+    retriever.index_documents(docs)
+    hits = retriever.retrieve("What is the capital of France?", top_k=2)
+    assert len(hits) == 2 and hits[0].text == favourite and hits[0].score == 10.0
+    assert len(reranker.pairs) == len(docs)
+    loaded = Retriever.from_pretrained(str(tiny_model), device="cpu", reranker=str(tiny_ce), rerank_top=3)
+    loaded.index_documents(docs)
+    first_stage = Retriever.from_pretrained(str(tiny_model), device="cpu").index_documents(docs)
+    top3 = [h.text for h in first_stage.retrieve("Where did the cat sit?", top_k=3)]
+    expected = dict(zip(top3, loaded.reranker.score([("Where did the cat sit?", t) for t in top3])))
+    hits = loaded.retrieve("Where did the cat sit?", top_k=3)
+    assert sorted(h.text for h in hits) == sorted(top3)
+    assert [h.score for h in hits] == pytest.approx([expected[h.text] for h in hits], abs=1e-4)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
