@@ -93,14 +93,15 @@ def test_mine_bm25_writes_valid_groups(toy_beir, tmp_path):
     assert [g.query_id for g in groups] == ["q0", "q1", "q2", "q3", "q4", "q5"]
     for group in groups:
         assert group.pos_ids[0] not in group.neg_ids and group.pos[0] not in group.neg
-        assert len(group.neg) <= 3 and set(group.neg_sources) <= {"bm25"} and all(s > 0 for s in group.neg_scores)
+        assert len(group.neg) <= 3 and set(group.neg_sources) <= {"bm25"} and all(s > 0 for s in group.neg_miner_scores)
         assert all(1 <= r <= 8 for r in group.neg_ranks) and list(group.neg_ranks) == sorted(group.neg_ranks)
         assert all(TOY_DOCS[d] == t for d, t in zip(group.neg_ids, group.neg))
     assert report["queries"] == 6 and report["dropped_by_rule"]["known_positive_id"] == 6
     assert report["negatives_kept"] == sum(len(g.neg) for g in groups)
     assert report["short_queries"] == sum(len(g.neg) < 3 for g in groups)
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["stage"] == "mine" and manifest["config"]["scores"] == "bm25 miner scores"
+    assert manifest["stage"] == "mine" and manifest["config"]["miner"] == "bm25" and manifest["config"]["teacher"] is None
+    assert all(not g.pos_scores and not g.neg_scores for g in groups)  # teacher fields stay empty until `rtune score`
     again = tmp_path / "again"
     mine(MineConfig(dataset=toy_beir, output=again, range="1-8", negatives=3, seed=7))
     assert (again / "groups.jsonl").read_text() == (out / "groups.jsonl").read_text()

@@ -31,13 +31,15 @@ def test_prepare_mine_eval_from_the_command_line(squad_file, tmp_path, capsys):
     assert "│ mrr    │ 1.0000 │ 1.0000 │" in out and "@10" in out and "ndcg" not in out
 
 
-def test_config_file_and_flags(squad_file, tmp_path):
+def test_config_file_and_flags(squad_file, tmp_path, capsys):
     config = tmp_path / "prepare.yaml"
     config.write_text(f"input: {squad_file}\noutput: {tmp_path / 'from_yaml'}\ntrain: 0.5\ndev: 0.25\ntest: 0.25\n")
     main(["prepare", "--config", str(config)])
     assert (tmp_path / "from_yaml" / "corpus.jsonl").is_file()
-    config.write_text("inputt: x\n")
+    config.write_text(f"input: {squad_file}\noutput: {tmp_path / 'other'}\ninputt: x\n")
     assert run_cli("prepare", "--config", str(config)) == 2
+    assert "unknown option 'inputt'" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,7 @@ def test_corpus_reads_paths_and_streams(toy_beir):
     [
         (['{"_id": "a", "text": "ok"}', '{"_id": "b", "text": '], "malformed JSON", 2),
         ([{"_id": "a", "text": "ok"}, {"text": "no id"}], "missing field '_id'", 2),
-        ([{"_id": "a", "text": "   "}], "field 'text' is empty", 1),
+        ([{"_id": "a", "text": "ok"}, {"_id": "b", "text": 5}], "field 'text' must be a string", 2),
         ([{"_id": "a", "text": "x"}, {"_id": "a", "text": "y"}], "duplicate document id 'a'", 2),
         (['["not", "an", "object"]'], "expected a JSON object", 1),
     ],

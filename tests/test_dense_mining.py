@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rtune.data.groups import read_groups
-from rtune.errors import InputError
+from rtune.errors import DataCollapsedError, InputError
 from rtune.eval.evaluate import EvalConfig, evaluate
 from rtune.index.dense_search import exact_search, make_searcher
 from rtune.index.embedding_cache import EmbeddingCache, model_fingerprint
@@ -17,7 +17,7 @@ from rtune.mine.filters import FalseNegativeFilter
 from rtune.mine.run import MineConfig, mine
 from rtune.mine.sampling import Candidate, RankRange, select_negatives
 from rtune.models.loading import load_bi_encoder
-from rtune.models.prompts import PromptSettings
+from rtune.models.settings import EncoderSettings
 
 
 def test_cache_encodes_once_per_identity(tmp_path):
@@ -87,11 +87,12 @@ def test_false_negative_rules_are_counted_by_name():
 
 
 def test_query_instruction_format():
-    prompts = PromptSettings(query_instruction="Find the passage", query_format="<instruct>{}\n<query>{}")
+    prompts = EncoderSettings(query_instruction="Find the passage", query_format="<instruct>{}\n<query>{}", query_prompt="q: ")
     assert prompts.format_query("who?") == "<instruct>Find the passage\n<query>who?"
-    assert PromptSettings().format_query("who?") == "who?"
+    assert prompts.query_string("who?") == "q: <instruct>Find the passage\n<query>who?"
+    assert EncoderSettings().format_query("who?") == "who?"
     with pytest.raises(ValueError, match="two"):
-        PromptSettings(query_instruction="x", query_format="{} only")
+        EncoderSettings(query_instruction="x", query_format="{} only")
 
 
 def test_dense_mining_writes_groups_and_reuses_the_eval_embeddings(tiny_model, toy_beir, tmp_path):
@@ -110,7 +111,9 @@ def test_dense_mining_writes_groups_and_reuses_the_eval_embeddings(tiny_model, t
     assert len(groups) == 6 and all(set(g.neg_sources) == {"dense"} and len(g.neg) == 3 for g in groups)
     assert all(g.pos_ids[0] not in g.neg_ids for g in groups)
     # scores are the model's cosine similarities, best first
-    assert all(list(g.neg_scores) == sorted(g.neg_scores, reverse=True) for g in groups if list(g.neg_ranks) == sorted(g.neg_ranks))
+    for g in groups:
+        assert list(g.neg_ranks) == sorted(g.neg_ranks) and all(r >= 1 for r in g.neg_ranks)
+        assert all(a >= b - 1e-6 for a, b in zip(g.neg_miner_scores, g.neg_miner_scores[1:]))
     assert report["dropped_by_rule"]["known_positive_id"] == 6 and report["positive_rank"]["count"] == 6
     mine(MineConfig(dataset=toy_beir, output=tmp_path / "again", method="dense", model=str(tiny_model), range="1-8",
                     negatives=3, cache_dir=cache_dir))
@@ -119,20 +122,23 @@ def test_dense_mining_writes_groups_and_reuses_the_eval_embeddings(tiny_model, t
 
 def test_positive_aware_filter_and_backfill(tiny_model, toy_beir, tmp_path):
     strict = dict(dataset=toy_beir, method="dense", model=str(tiny_model), range="2-8", negatives=3, max_score=-2.0)
-    report = mine(MineConfig(output=tmp_path / "short", **strict))
+    with pytest.raises(DataCollapsedError, match="6 of 6 queries kept no negative"):
+        mine(MineConfig(output=tmp_path / "short", **strict))  # a collapsed stage never exits 0 quietly
+    assert not (tmp_path / "short").exists()
+    report = mine(MineConfig(output=tmp_path / "short", allow_collapsed=True, **strict))
     assert report["short_queries"] == 6 and report["backfilled_negatives"] == 0
     assert report["dropped_by_rule"]["above_max_score"] > 0
     assert {q["kept"] for q in report["short_query_list"]} == {0}
     report = mine(MineConfig(output=tmp_path / "filled", backfill="random", **strict))
     assert report["short_queries"] == 6 and report["backfilled_negatives"] == 18
     for group in read_groups(tmp_path / "filled" / "groups.jsonl"):
-        assert group.neg_sources == ("random",) * 3 and group.neg_ranks == (0, 0, 0) and group.neg_scores == (None,) * 3
+        assert group.neg_sources == ("random",) * 3 and group.neg_ranks == (0, 0, 0) and group.neg_miner_scores == (None,) * 3
         assert group.pos_ids[0] not in group.neg_ids
     ratio = mine(MineConfig(dataset=toy_beir, output=tmp_path / "ratio", method="dense", model=str(tiny_model),
                             range="1-8", negatives=2, max_score_ratio=0.95, backfill="random"))
     assert ratio["false_negative_filter"] == {"max_score_ratio": 0.95}
     for group in read_groups(tmp_path / "ratio" / "groups.jsonl"):
-        assert all(s is None or s <= 0.95 * min(group.pos_scores) + 1e-6 for s in group.neg_scores)
+        assert all(s is None or s <= 0.95 * min(group.pos_miner_scores) + 1e-6 for s in group.neg_miner_scores)
 
 
 def test_rounds_mix_the_previous_negatives(tiny_model, toy_beir, tmp_path):
@@ -148,9 +154,9 @@ def test_rounds_mix_the_previous_negatives(tiny_model, toy_beir, tmp_path):
         # every score, old or new, is the current (dense) model's cosine similarity
         query = model.encode([group.query], normalize_embeddings=True)[0]
         docs = model.encode(list(group.neg), normalize_embeddings=True)
-        np.testing.assert_allclose(group.neg_scores, docs @ query, atol=1e-5)
+        np.testing.assert_allclose(group.neg_miner_scores, docs @ query, atol=1e-5)
     strict = mine(MineConfig(dataset=toy_beir, output=tmp_path / "r2strict", method="dense", model=str(tiny_model),
-                             range="2-8", negatives=4, previous_groups=tmp_path / "r1", max_score=-2.0))
+                             range="2-8", negatives=4, previous_groups=tmp_path / "r1", max_score=-2.0, allow_collapsed=True))
     assert strict["negatives_kept"] == 0  # the previous round's negatives face the current filters too
 
 
@@ -188,8 +194,13 @@ def test_mining_is_identical_across_processes_and_hash_seeds(tiny_model, toy_bei
                         "--method", "dense", "--model", str(tiny_model), "--range", "1-8", "--negatives", "3",
                         "--backfill", "random", "--cache-dir", str(tmp_path / f"cache{seed}")],
                        check=True, env=env, capture_output=True)
-        outputs.append((out / "groups.jsonl").read_text())
-    assert outputs[0] == outputs[1]
+        outputs.append(list(read_groups(out / "groups.jsonl")))
+    # the same negatives in the same order; scores from two separate encodings agree within float tolerance
+    assert [(g.query_id, g.neg_ids, g.neg_sources, g.neg_ranks) for g in outputs[0]] == \
+        [(g.query_id, g.neg_ids, g.neg_sources, g.neg_ranks) for g in outputs[1]]
+    for a, b in zip(*outputs):
+        np.testing.assert_allclose([s if s is not None else np.nan for s in a.neg_miner_scores],
+                                   [s if s is not None else np.nan for s in b.neg_miner_scores], atol=1e-5)
 
 
 def test_hnsw_index_is_reproducible():

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from rtune.data.records import TrainingGroup
 from rtune.mine.run import MineConfig, mine
 from rtune.models.loading import load_bi_encoder
+from rtune.errors import DataCollapsedError
 from rtune.train.bi_encoder import build_trainer, train_bi_encoder
 from rtune.train.config import TrainConfig
-from rtune.train.examples import build_rows, sample_queries
+from rtune.train.examples import build_rows, check_rows, sample_queries
 
 
 def _group(i: int, pos: str, negs: tuple[str, ...] = ("n1", "n2")) -> TrainingGroup:
@@ -21,13 +23,52 @@ def _group(i: int, pos: str, negs: tuple[str, ...] = ("n1", "n2")) -> TrainingGr
 
 def test_build_rows_pads_skips_and_is_seeded():
     groups = [_group(0, "p0", ("a", "b", "c")), _group(1, "p1", ("a",)), _group(2, "p2", ())]
-    columns, counts = build_rows(groups, group_size=3, seed=1)
-    assert counts == {"rows": 2, "skipped_no_negatives": 1, "padded_few_negatives": 1}
+    rows = build_rows(groups, group_size=3, seed=1)
+    assert rows.counts["rows"] == 2 and rows.counts["queries_without_negatives"] == 1 and rows.counts["padded_rows"] == 1
+    columns = rows.columns
     assert list(columns) == ["anchor", "positive", "negative_1", "negative_2"]
     assert columns["negative_1"][1] == columns["negative_2"][1] == "a"
-    assert build_rows(groups, 3, seed=1)[0] == columns
-    pairs, counts = build_rows(groups, group_size=1, seed=1)
-    assert list(pairs) == ["anchor", "positive"] and counts["rows"] == 3
+    assert build_rows(groups, 3, seed=1).columns == columns
+    pairs = build_rows(groups, group_size=1, seed=1)
+    assert list(pairs.columns) == ["anchor", "positive"] and pairs.counts["rows"] == 3
+
+
+def test_every_positive_is_a_row_and_negatives_are_fresh_each_epoch():
+    """38 queries x 40 positives must not become 38 rows: each (query, positive) pair trains each epoch,
+    and each epoch draws its negatives anew from the mined pool."""
+    negs = tuple(f"n{i}" for i in range(15))
+    groups = [TrainingGroup(query=f"question {q}", pos=tuple(f"p{q}-{i}" for i in range(5)), neg=negs, query_id=str(q))
+              for q in range(4)]
+    rows = build_rows(groups, group_size=4, seed=0, epochs=3)
+    assert rows.rows_per_epoch == 20 and len(rows.columns["anchor"]) == 60  # 4 queries x 5 positives, per epoch
+    first = list(zip(rows.columns["positive"][:20], rows.columns["negative_1"][:20]))
+    assert {p for p, _ in first} == {f"p{q}-{i}" for q in range(4) for i in range(5)}
+    epoch = [[rows.columns[f"negative_{k}"][e * 20 + r] for k in (1, 2, 3)] for e in range(3) for r in range(1)]
+    assert epoch[0] != epoch[1] or epoch[1] != epoch[2]  # fresh draws
+    used = {rows.columns[f"negative_{k}"][i] for k in (1, 2, 3) for i in range(60)}
+    assert len(used) > 10  # the 15 mined negatives are used, not only the first 3
+    sampled = build_rows(groups, group_size=4, seed=0, epochs=5, positives="sample")
+    assert sampled.rows_per_epoch == 4
+    reached = {p for p in sampled.columns["positive"] if p.startswith("p0-")}
+    assert reached == {f"p0-{i}" for i in range(5)}  # one positive per epoch, all five over five epochs
+
+
+def test_negatives_are_drawn_only_for_the_positives_they_suit():
+    group = TrainingGroup(query="q", pos=("strong", "weak"), neg=("close", "far"), query_id="0",
+                          neg_valid_pos=((0,), (0, 1)))  # "close" scores above 0.95 x the weak positive
+    rows = build_rows([group], group_size=2, seed=0, epochs=4)
+    for positive, negative in zip(rows.columns["positive"], rows.columns["negative_1"]):
+        assert positive == "strong" or negative == "far"
+
+
+def test_collapsed_training_data_stops_with_a_clear_error():
+    groups = [_group(0, "p0", ("n",))] + [_group(i, f"p{i}", ()) for i in range(1, 38)]
+    rows = build_rows(groups, group_size=2, seed=0)
+    with pytest.raises(DataCollapsedError, match=r"37 of 38 queries have no negative"):
+        check_rows(rows, 2, allow_collapsed=False, source="g.jsonl")
+    check_rows(rows, 2, allow_collapsed=True, source="g.jsonl")  # an explicit choice goes on, loudly
+    with pytest.raises(DataCollapsedError, match="no training rows"):
+        check_rows(build_rows(groups[1:], 2, 0), 2, allow_collapsed=True, source="g.jsonl")
 
 
 def test_sample_queries_is_a_seeded_subset():
@@ -38,27 +79,75 @@ def test_sample_queries_is_a_seeded_subset():
     assert sample_queries(groups, None, seed=3) == groups
 
 
-def test_no_batch_holds_a_passage_twice(tiny_model, tmp_path):
+def _batches(rows, batch_size: int, sampler_cls=None):
+    from datasets import Dataset
+
+    from rtune.train.batch_sampler import KnownPositiveBatchSampler
+
+    dataset = Dataset.from_dict(rows.columns)
+    if sampler_cls is None:
+        return list(KnownPositiveBatchSampler(dataset, batch_size, False, keys=rows.keys, rows_per_epoch=rows.rows_per_epoch,
+                                              blocks=rows.epochs, seed=0))
+    return list(sampler_cls(dataset, batch_size=batch_size, drop_last=False, seed=0))
+
+
+def test_no_batch_holds_a_passage_twice():
     """SQuAD asks several questions of one paragraph: a batch with two of them would teach the model that
     a question's own paragraph is a negative. Built to collide: 12 queries over 4 passages."""
     groups = [_group(i, f"shared passage {i % 4}", (f"shared passage {(i + 1) % 4}",)) for i in range(12)]
-    columns, _ = build_rows(groups, group_size=2, seed=0)
-    config = TrainConfig(groups=tmp_path / "g.jsonl", output=tmp_path / "m", batch_size=3, model=str(tiny_model))
-    trainer = build_trainer(config, load_bi_encoder(tiny_model), columns, tmp_path / "ckpt")
-    dataset = trainer.train_dataset
-    batches = list(trainer.get_batch_sampler(dataset, batch_size=3, drop_last=False, seed=0))
+    rows = build_rows(groups, group_size=2, seed=0)
+    batches = _batches(rows, 3)
     assert sorted(i for batch in batches for i in batch) == list(range(12))  # every row once
     for batch in batches:
-        texts = [t for i in batch for t in (dataset[i]["positive"], dataset[i]["negative_1"])]
+        texts = [t for i in batch for t in (rows.columns["positive"][i], rows.columns["negative_1"][i])]
         assert len(texts) == len(set(texts)), batch
 
 
+def test_no_batch_holds_another_positive_of_a_rows_query():
+    """Several positives per query: query A's second positive must not sit in A's batch as B's negative
+    (or as A's other row). Built to collide; the plain no-duplicates sampler lets it through."""
+    from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
+
+    groups = [TrainingGroup(query=f"query {q}", pos=(f"doc {q}", f"doc {q + 8}"), query_id=str(q),
+                            neg=(f"doc {(q + 1) % 8 + 8}", f"doc {(q + 2) % 8}")) for q in range(8)]
+    rows = build_rows(groups, group_size=2, seed=0)
+    positives_of = {g.query: set(g.pos) for g in groups}
+
+    def conflicts(batches) -> int:
+        bad = 0
+        for batch in batches:
+            for i in batch:
+                others = {rows.columns[c][j] for j in batch if j != i for c in ("positive", "negative_1")}
+                bad += bool(others & positives_of[rows.columns["anchor"][i]])
+        return bad
+
+    ours = _batches(rows, 4)
+    assert sorted(i for b in ours for i in b) == list(range(16)) and conflicts(ours) == 0
+    assert conflicts(_batches(rows, 4, NoDuplicatesBatchSampler)) > 0
+
+
+def test_trainer_uses_the_known_positive_sampler(tiny_model, tmp_path):
+    from rtune.train.batch_sampler import KnownPositiveBatchSampler
+    from rtune.train.bi_encoder import build_trainer
+    from rtune.models.settings import EncoderSettings
+
+    groups = [_group(i, f"shared passage {i % 4}", (f"shared passage {(i + 1) % 4}",)) for i in range(12)]
+    rows = build_rows(groups, group_size=2, seed=0)
+    config = TrainConfig(groups=tmp_path / "g.jsonl", output=tmp_path / "m", batch_size=3, model=str(tiny_model))
+    trainer = build_trainer(config, load_bi_encoder(tiny_model), rows, tmp_path / "ckpt", EncoderSettings(max_query_length=8, max_passage_length=8))
+    sampler = trainer.get_batch_sampler(trainer.train_dataset, batch_size=3, drop_last=False, seed=0)
+    assert isinstance(sampler, KnownPositiveBatchSampler)
+
+
 def test_collator_truncates_queries_and_passages_separately(tiny_model, tmp_path):
+    from rtune.models.settings import EncoderSettings
+
     words = " ".join(["cat"] * 50)
-    columns = {"anchor": [words], "positive": [words], "negative_1": [words]}
-    config = TrainConfig(groups=tmp_path / "g", output=tmp_path / "m", model=str(tiny_model), max_query_length=8, max_passage_length=20)
-    trainer = build_trainer(config, load_bi_encoder(tiny_model), columns, tmp_path / "ckpt")
-    batch = trainer.data_collator([{k: v[0] for k, v in columns.items()}])
+    rows = build_rows([TrainingGroup(query=words, pos=(words,), neg=(words + " x",))], group_size=2, seed=0)
+    config = TrainConfig(groups=tmp_path / "g", output=tmp_path / "m", model=str(tiny_model))
+    trainer = build_trainer(config, load_bi_encoder(tiny_model), rows, tmp_path / "ckpt",
+                            EncoderSettings(max_query_length=8, max_passage_length=20))
+    batch = trainer.data_collator([{k: v[0] for k, v in rows.columns.items()}])
     assert batch["anchor_input_ids"].shape[1] == 8
     assert batch["positive_input_ids"].shape[1] == batch["negative_1_input_ids"].shape[1] == 20
 
@@ -86,6 +175,31 @@ def test_train_end_to_end_keeps_best_epoch(tiny_model, toy_beir, tmp_path):
 
     evaluator = RetrievalDevEvaluator(read_beir(toy_beir), "dev", ["ndcg@10"], primary="ndcg@10")
     assert evaluator(reloaded)["dev_ndcg@10"] == pytest.approx(best["ndcg@10"], abs=1e-6)
+
+
+def test_the_best_epoch_is_kept_not_the_last(tiny_model, toy_beir, tmp_path, monkeypatch):
+    """Dev scores rigged so that epoch 1 is best and epoch 3 worst: the saved weights must be epoch 1's
+    (each evaluation records what the model then encodes for a probe text)."""
+    from rtune.train.evaluator import RetrievalDevEvaluator
+
+    rigged = iter([0.5, 0.9, 0.2, 0.1])  # base, epoch 1, 2, 3
+    probes = []
+    original = RetrievalDevEvaluator.__call__
+
+    def call(self, model, output_path=None, epoch=-1, steps=-1):
+        metrics = original(self, model, output_path, epoch, steps)
+        probes.append(model.encode(["the cat sat"])[0])
+        value = next(rigged)
+        self.history[-1]["ndcg@10"] = value
+        return {**metrics, "dev_ndcg@10": value}
+
+    monkeypatch.setattr(RetrievalDevEvaluator, "__call__", call)
+    mine(MineConfig(dataset=toy_beir, output=tmp_path / "mined", range="2-8", negatives=2, backfill="random"))
+    summary = train_bi_encoder(TrainConfig(groups=tmp_path / "mined", dataset=toy_beir, output=tmp_path / "m",
+                                           model=str(tiny_model), epochs=3, batch_size=2, learning_rate=1e-2, seed=0))
+    assert summary["best"]["epoch"] == 1.0
+    saved = load_bi_encoder(tmp_path / "m").encode(["the cat sat"])[0]
+    assert np.allclose(saved, probes[1], atol=1e-5) and not np.allclose(saved, probes[3], atol=1e-5)
 
 
 def test_prompts_are_saved_and_any_metric_family_selects(tiny_model, toy_beir, tmp_path):

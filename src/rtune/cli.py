@@ -17,6 +17,7 @@ from rtune.data.prepare import PrepareConfig
 from rtune.errors import InputError, Interrupted
 from rtune.eval.evaluate import EvalConfig
 from rtune.mine.run import MineConfig
+from rtune.score.run import ScoreConfig
 from rtune.train.config import TrainConfig
 
 console = Console(stderr=True)
@@ -73,6 +74,14 @@ def _run_train(config: TrainConfig) -> None:
         rows = {("base" if h["epoch"] == 0 else f"epoch {h['epoch']:g}"): h for h in summary["dev_history"]}
         Console().print(metrics_table(rows, title=f"dev metrics ({config.dev_split})"))
     print(f"model saved to {config.output} ({summary['rows']['rows']} rows, {summary['rows_per_second']:.2f} rows/s)")
+
+
+def _run_score(config: ScoreConfig) -> None:
+    from rtune.score.run import score_groups
+
+    stats = score_groups(config)
+    print(f"teacher scores for {stats['pairs']} pairs of {stats['groups']} groups "
+          f"({stats['pairs_per_second']} pairs/s, {stats['shards_resumed']} shards resumed) -> {config.output}")
 
 
 def _run_eval(config: EvalConfig) -> None:
@@ -145,6 +154,8 @@ STAGES = {
     "prepare": (PrepareConfig, _run_prepare, "Convert raw data (SQuAD json, BEIR folder, QA-pairs jsonl) into a split BEIR dataset.", ("input",)),
     "mine": (MineConfig, _run_mine, "Mine negatives for the train queries and write training groups.", ()),
     "train": (TrainConfig, _run_train, "Fine-tune a bi-encoder on training groups (dev-evaluated every epoch).", ()),
+    "score": (ScoreConfig, _run_score, "Write teacher scores (pos_scores/neg_scores) into training groups with a "
+              "cross-encoder, an LLM yes-token reranker or a bi-encoder; resumable.", ()),
     "eval": (EvalConfig, _run_eval, "Evaluate BM25 or a bi-encoder on a split: metrics, per-query values, TREC run.", ()),
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from rtune.data.atomic import atomic_file
@@ -10,22 +11,39 @@ from rtune.data.jsonl import Source, not_utf8, open_text, read_jsonl, require_te
 from rtune.data.records import Document, Qrels, Query
 from rtune.errors import InputError
 
+log = logging.getLogger(__name__)
+
 QRELS_HEADER = "query-id\tcorpus-id\tscore"
 
 
-def read_corpus(source: Source) -> dict[str, Document]:
-    """corpus.jsonl -> {id: Document}; duplicate ids and empty texts are errors."""
+def read_corpus(source: Source, dropped: list[str] | None = None) -> dict[str, Document]:
+    """corpus.jsonl -> {id: Document}. A record with an empty text but a title is kept (its title is its
+    text, see rtune.data.text); one with neither is dropped, logged, and its id appended to `dropped`.
+    Bad JSON, a missing `_id` and duplicate ids are errors."""
     name = source_name(source)
     corpus: dict[str, Document] = {}
+    empty: list[str] = []
+    seen: set[str] = set()
     for line, obj in read_jsonl(source):
         doc_id = require_text(obj, "_id", name, line)
-        text = require_text(obj, "text", name, line)
+        text = require_text(obj, "text", name, line, allow_empty=True) if obj.get("text") is not None else ""
         title = obj.get("title") or ""
-        if doc_id in corpus:
+        if not isinstance(title, str):
+            raise InputError(f"field 'title' must be a string, got {type(title).__name__}", name, line)
+        if doc_id in seen:
             raise InputError(f"duplicate document id '{doc_id}'", name, line)
-        corpus[doc_id] = Document(id=doc_id, text=text, title=str(title))
+        seen.add(doc_id)
+        if not text.strip() and not title.strip():
+            empty.append(doc_id)
+            continue
+        corpus[doc_id] = Document(id=doc_id, text=text, title=title)
+    if empty:
+        shown = ", ".join(empty[:10]) + (" ..." if len(empty) > 10 else "")
+        log.warning("%s: dropped %d document(s) with neither title nor text: %s", name, len(empty), shown)
+        if dropped is not None:
+            dropped.extend(empty)
     if not corpus:
-        raise InputError("corpus is empty", name)
+        raise InputError("corpus is empty" + (f" (all {len(empty)} records have neither title nor text)" if empty else ""), name)
     return corpus
 
 
@@ -46,15 +64,19 @@ def read_queries(source: Source) -> dict[str, Query]:
 
 
 def read_qrels(
-    source: Source, queries: dict[str, Query] | None = None, corpus: dict[str, Document] | None = None
+    source: Source, queries: dict[str, Query] | None = None, corpus: dict[str, Document] | None = None,
+    dropped_docs: set[str] | frozenset[str] = frozenset(), dropped: list[dict] | None = None,
 ) -> Qrels:
     """qrels TSV (`query-id corpus-id score`, optional header) -> {qid: {doc_id: score}}.
 
-    Unknown query or document ids, bad scores and queries without a positive are errors.
+    Unknown query or document ids, bad scores and queries without a positive are errors. A judgement of
+    a document in `dropped_docs` (dropped from the corpus for having no text) is skipped, and a query left
+    without a positive by that is dropped; both are logged and appended to `dropped`.
     """
     name = source_name(source)
     qrels: Qrels = {}
     first_line: dict[str, int] = {}
+    skipped: list[dict] = []
     handle = open_text(source)
     try:
         for number, raw in enumerate(handle, start=1):
@@ -75,6 +97,10 @@ def read_qrels(
                 raise InputError(f"score '{score_text}' is not an integer relevance grade", name, number) from None
             if queries is not None and qid not in queries:
                 raise InputError(f"unknown query id '{qid}'", name, number)
+            if doc_id in dropped_docs:
+                skipped.append({"kind": "judgement", "query": qid, "document": doc_id, "score": score, "line": number})
+                first_line.setdefault(qid, number)
+                continue
             if corpus is not None and doc_id not in corpus:
                 raise InputError(f"unknown document id '{doc_id}'", name, number)
             if doc_id in qrels.get(qid, {}):
@@ -86,12 +112,43 @@ def read_qrels(
     finally:
         if handle is not source:
             handle.close()
-    for qid, judged in qrels.items():
-        if not any(rel > 0 for rel in judged.values()):
+    lost_positive = {d["query"] for d in skipped if d["score"] > 0}
+    for qid in list(first_line):
+        if any(rel > 0 for rel in qrels.get(qid, {}).values()):
+            continue
+        if qid not in lost_positive:
             raise InputError(f"query '{qid}' has no positive (score > 0)", name, first_line[qid])
+        qrels.pop(qid, None)  # every positive it had was an empty document
+        skipped.append({"kind": "query", "query": qid, "reason": "its only positives were dropped empty documents"})
+    if skipped:
+        log.warning("%s: skipped %d judgement(s) of dropped empty documents and %d query(ies) left without a positive",
+                    name, sum(d["kind"] == "judgement" for d in skipped), sum(d["kind"] == "query" for d in skipped))
+        if dropped is not None:
+            dropped.extend({**d, "file": name} for d in skipped)
     if not qrels:
         raise InputError("qrels file has no judgements", name)
     return qrels
+
+
+UNION_SPLIT = "all"
+
+
+def _drop_union_split(qrels: dict[str, Qrels], where: Path) -> None:
+    """Many BEIR-style folders ship `qrels/all.tsv` beside the splits, holding every judgement: when it is
+    exactly the union of the other splits it is dropped (logged); otherwise it is an error."""
+    if UNION_SPLIT not in qrels or len(qrels) == 1:
+        return
+    union: Qrels = {}
+    for split, table in qrels.items():
+        if split != UNION_SPLIT:
+            union.update(table)
+    if qrels[UNION_SPLIT] != union:
+        extra = sorted(set(qrels[UNION_SPLIT]) ^ set(union))[:5]
+        raise InputError(f"qrels/{UNION_SPLIT}.tsv is not the union of the other splits (e.g. queries {extra}); "
+                         "remove it or keep it alone", where)
+    log.info("%s: qrels/%s.tsv is the union of %s: using the splits", where, UNION_SPLIT,
+             ", ".join(s for s in qrels if s != UNION_SPLIT))
+    del qrels[UNION_SPLIT]
 
 
 def read_beir(folder: str | Path) -> RetrievalDataset:
@@ -99,15 +156,18 @@ def read_beir(folder: str | Path) -> RetrievalDataset:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError("dataset folder not found", folder)
-    corpus = read_corpus(folder / "corpus.jsonl")
+    empty_docs: list[str] = []
+    corpus = read_corpus(folder / "corpus.jsonl", dropped=empty_docs)
     queries = read_queries(folder / "queries.jsonl")
     qrels_dir = folder / "qrels"
     files = sorted(qrels_dir.glob("*.tsv")) if qrels_dir.is_dir() else []
     if not files:
         raise InputError("no qrels/<split>.tsv files", folder)
-    qrels = {path.stem: read_qrels(path, queries, corpus) for path in files}
+    dropped: list[dict] = [{"kind": "document", "document": d, "reason": "neither title nor text"} for d in empty_docs]
+    qrels = {path.stem: read_qrels(path, queries, corpus, set(empty_docs), dropped) for path in files}
+    _drop_union_split(qrels, qrels_dir)
     check_split_disjoint(qrels, str(qrels_dir))
-    return RetrievalDataset(corpus=corpus, queries=queries, qrels=qrels, name=str(folder))
+    return RetrievalDataset(corpus=corpus, queries=queries, qrels=qrels, name=str(folder), dropped=dropped)
 
 
 def write_qrels(path: str | Path, qrels: Qrels) -> None:

@@ -18,6 +18,7 @@ class RetrievalDataset:
     queries: dict[str, Query]
     qrels: dict[str, Qrels] = field(default_factory=dict)
     name: str = ""
+    dropped: list[dict] = field(default_factory=list)  # empty documents, their judgements, queries left without a positive
 
     def split_queries(self, split: str) -> dict[str, Query]:
         """The queries judged in `split`, in qrels order."""
@@ -33,6 +34,13 @@ class RetrievalDataset:
     def positives(self, split: str, query_id: str) -> list[str]:
         """Document ids judged relevant (score > 0) for a query."""
         return [doc for doc, rel in self.qrels[split][query_id].items() if rel > 0]
+
+    def dropped_summary(self) -> dict:
+        """Counts and examples of what reading dropped (for reports and manifests)."""
+        kinds = {"document": "documents", "judgement": "judgements", "query": "queries"}
+        summary: dict = {name: sum(d["kind"] == kind for d in self.dropped) for kind, name in kinds.items()}
+        summary["details"] = self.dropped[:100]
+        return summary
 
 
 def normalize_text(text: str) -> str:

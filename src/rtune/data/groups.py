@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,8 +22,15 @@ def groups_path(path: str | Path) -> Path:
     return path / GROUPS_FILE if path.is_dir() else path
 
 
-_LIST_FIELDS = ("pos_ids", "neg_ids", "pos_scores", "neg_scores", "neg_ranks", "neg_sources")
+# field -> (which texts it runs parallel to, what each item must be)
+_LIST_FIELDS: dict[str, tuple[str, str]] = {
+    "pos_ids": ("pos", "id"), "neg_ids": ("neg", "id"),
+    "pos_scores": ("pos", "score"), "neg_scores": ("neg", "score"),
+    "pos_miner_scores": ("pos", "score"), "neg_miner_scores": ("neg", "score_or_null"),
+    "neg_ranks": ("neg", "int"), "neg_sources": ("neg", "str"), "neg_valid_pos": ("neg", "indices"),
+}
 _KNOWN = {"query", "pos", "neg", "query_id", "prompt", *_LIST_FIELDS}
+TEACHER_FIELDS = ("pos_scores", "neg_scores")
 
 
 def group_to_dict(group: TrainingGroup) -> dict:
@@ -33,7 +41,7 @@ def group_to_dict(group: TrainingGroup) -> dict:
     for name in _LIST_FIELDS:
         value = getattr(group, name)
         if value:
-            row[name] = list(value)
+            row[name] = [list(v) if isinstance(v, tuple) else v for v in value]
     if group.prompt:
         row["prompt"] = group.prompt
     row.update(group.extra)
@@ -54,8 +62,51 @@ def _text_list(obj: dict, field: str, name: str, line: int, required: bool) -> t
     return tuple(value)
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_item(kind: str, value, n_pos: int) -> bool:
+    if kind == "score":
+        return _is_number(value)
+    if kind == "score_or_null":
+        return value is None or _is_number(value)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "indices":
+        return isinstance(value, list) and all(isinstance(i, int) and 0 <= i < n_pos for i in value)
+    return isinstance(value, str)  # id, str
+
+
+_ITEM_WORDS = {"score": "a finite number", "score_or_null": "a finite number or null", "int": "an integer",
+               "indices": "a list of positive indices", "id": "a string", "str": "a string"}
+
+
+def _parallel_list(obj: dict, field: str, texts: dict[str, tuple], name: str, line: int) -> tuple:
+    """A list that runs parallel to `pos` or `neg`: one valid item per text, or absent."""
+    value = obj.get(field)
+    if value is None or value == []:
+        return ()
+    side, kind = _LIST_FIELDS[field]
+    if not isinstance(value, list):
+        raise InputError(f"field '{field}' must be a list", name, line)
+    if len(value) != len(texts[side]):
+        raise InputError(f"field '{field}' has {len(value)} items for {len(texts[side])} texts in '{side}'", name, line)
+    for i, item in enumerate(value):
+        if kind == "id" and isinstance(item, int) and not isinstance(item, bool):
+            continue
+        if not _check_item(kind, item, len(texts["pos"])):
+            raise InputError(f"field '{field}'[{i}] must be {_ITEM_WORDS[kind]}, got {item!r}", name, line)
+    if kind == "id":
+        return tuple(str(v) for v in value)
+    if kind == "indices":
+        return tuple(tuple(v) for v in value)
+    return tuple(float(v) if kind.startswith("score") and v is not None else v for v in value)
+
+
 def read_groups(source: Source) -> Iterator[TrainingGroup]:
-    """Read training groups; only `query`, `pos` (non-empty) and `neg` are required."""
+    """Read training groups; only `query`, `pos` (non-empty) and `neg` are required. Scores must be finite
+    numbers, one per text; ids, ranks and sources likewise one per text."""
     name = source_name(source)
     count = 0
     for line, obj in read_jsonl(source):
@@ -64,21 +115,18 @@ def read_groups(source: Source) -> Iterator[TrainingGroup]:
         if not pos:
             raise InputError("field 'pos' is empty: a group needs at least one positive", name, line)
         neg = _text_list(obj, "neg", name, line, required=True)
-        lists = {}
-        for field in _LIST_FIELDS:
-            value = obj.get(field) or []
-            if not isinstance(value, list):
-                raise InputError(f"field '{field}' must be a list", name, line)
-            expected = len(pos) if field.startswith("pos") else len(neg)
-            if value and len(value) != expected:
-                raise InputError(f"field '{field}' has {len(value)} items for {expected} texts", name, line)
-            lists[field] = tuple(value)
+        lists = {field: _parallel_list(obj, field, {"pos": pos, "neg": neg}, name, line) for field in _LIST_FIELDS}
         extra = {k: v for k, v in obj.items() if k not in _KNOWN}
         count += 1
         yield TrainingGroup(query=query, pos=pos, neg=neg, query_id=str(obj.get("query_id") or ""),
                             prompt=str(obj.get("prompt") or ""), extra=extra, **lists)
     if count == 0:
         raise InputError("no training groups", name)
+
+
+def has_teacher_scores(group: TrainingGroup) -> bool:
+    """True when every positive and negative carries a teacher score."""
+    return len(group.pos_scores) == len(group.pos) and len(group.neg_scores) == len(group.neg)
 
 
 @contextlib.contextmanager

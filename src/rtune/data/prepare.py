@@ -80,7 +80,11 @@ def prepare(config: PrepareConfig) -> dict:
         log.info("keeping the BEIR folder's own splits (%s); pass --resplit to split again", ", ".join(dataset.qrels))
     report = cross_split_report(dataset)
     check_leaks(report, config.allow_leaks, str(config.input))
-    stats = {"documents": len(dataset.corpus), **report.as_dict()}
+    stats = {"documents": len(dataset.corpus), **report.as_dict(), "dropped": dataset.dropped_summary()}
+    if dataset.dropped:
+        dropped = stats["dropped"]
+        log.warning("dropped %d empty document(s), %d judgement(s) of them and %d query(ies) left without a positive "
+                    "(listed in split_report.json)", dropped["documents"], dropped["judgements"], dropped["queries"])
     with atomic_dir(config.output, overwrite=config.overwrite) as tmp:
         write_beir(tmp, dataset)
         (tmp / "split_report.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -25,7 +25,13 @@ class Query:
 
 @dataclass(frozen=True, slots=True)
 class TrainingGroup:
-    """One training line: a query, its positives and negatives (a superset of FlagEmbedding's format)."""
+    """One training line: a query, its positives and negatives (a superset of FlagEmbedding's format).
+
+    `pos_scores` / `neg_scores` are TEACHER scores only (what FlagEmbedding's trainer distils); the miner's
+    own scores and ranks live in `pos_miner_scores`, `neg_miner_scores` (None for a backfilled negative)
+    and `neg_ranks`. `neg_valid_pos`, when present, lists for each negative the indices of the positives it
+    may be trained against (positive-aware false-negative filtering is per positive).
+    """
 
     query: str
     pos: tuple[str, ...]
@@ -35,8 +41,11 @@ class TrainingGroup:
     neg_ids: tuple[str, ...] = ()
     pos_scores: tuple[float, ...] = ()
     neg_scores: tuple[float, ...] = ()
+    pos_miner_scores: tuple[float, ...] = ()
+    neg_miner_scores: tuple[float | None, ...] = ()
     neg_ranks: tuple[int, ...] = ()
     neg_sources: tuple[str, ...] = ()
+    neg_valid_pos: tuple[tuple[int, ...], ...] = ()
     prompt: str = ""
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 

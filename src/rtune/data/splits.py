@@ -66,24 +66,53 @@ def _unit_counts(n: int, fractions: SplitFractions, by: str) -> dict[str, int]:
     return counts
 
 
+def _positive_texts(dataset: RetrievalDataset, judged: dict[str, int]) -> frozenset[str]:
+    return frozenset(normalize_text(dataset.corpus[d].text or dataset.corpus[d].title) for d, r in judged.items() if r > 0)
+
+
+def query_units(dataset: RetrievalDataset, pooled: Qrels) -> dict[str, list[str]]:
+    """Queries that must share a split, by the relation the leak check uses: the same normalised text
+    and any shared positive text (so {d0} and {d0, d1}, or a duplicate passage under another id, join).
+    Union-find over (text, positive text) keys; each unit is keyed by its smallest member id."""
+    parent = {qid: qid for qid in pooled}
+
+    def find(qid: str) -> str:
+        while parent[qid] != qid:
+            parent[qid] = parent[parent[qid]]
+            qid = parent[qid]
+        return qid
+
+    first_with: dict[tuple[str, str], str] = {}
+    for qid, judged in pooled.items():
+        text = normalize_text(dataset.queries[qid].text)
+        for positive in sorted(_positive_texts(dataset, judged)):
+            other = first_with.setdefault((text, positive), qid)
+            root_a, root_b = find(qid), find(other)
+            if root_a != root_b:
+                parent[max(root_a, root_b)] = min(root_a, root_b)
+    units: dict[str, list[str]] = {}
+    for qid in pooled:
+        units.setdefault(find(qid), []).append(qid)
+    return units
+
+
 def split_dataset(dataset: RetrievalDataset, fractions: SplitFractions, by: SplitBy = "group", seed: int = 42) -> RetrievalDataset:
     """Pool every judged query and re-split it. By group, no group straddles two splits; by query,
-    queries with the same text and the same positives stay together (they are one unit)."""
+    queries that the leak check would pair (same text, a shared positive text) stay together."""
     pooled: Qrels = {}
     for table in dataset.qrels.values():
         pooled.update(table)
-    units: dict[str, list[str]] = {}
-    for qid, judged in pooled.items():
-        query = dataset.queries[qid]
-        if by == "group":
-            if not query.group:
+    if by == "group":
+        units: dict[str, list[str]] = {}
+        for qid in pooled:
+            group = dataset.queries[qid].group
+            if not group:
                 raise InputError(f"query '{qid}' has no group; split by query instead", dataset.name or None)
-            key = query.group
-        elif by == "query":
-            key = normalize_text(query.text) + "\x00" + "\x00".join(sorted(d for d, r in judged.items() if r > 0))
-        else:
-            raise InputError(f"unknown split mode '{by}'; valid: group, query")
-        units.setdefault(key, []).append(qid)
+            units.setdefault(group, []).append(qid)
+    elif by == "query":
+        units = query_units(dataset, pooled)
+    else:
+        raise InputError(f"unknown split mode '{by}'; valid: group, query")
     keys = sorted(units)
     random.Random(seed).shuffle(keys)
     counts = _unit_counts(len(keys), fractions, by)
@@ -95,7 +124,8 @@ def split_dataset(dataset: RetrievalDataset, fractions: SplitFractions, by: Spli
         if chosen:
             members = {qid for key in chosen for qid in units[key]}
             qrels[split] = {qid: pooled[qid] for qid in pooled if qid in members}
-    return RetrievalDataset(corpus=dataset.corpus, queries=dataset.queries, qrels=qrels, name=dataset.name)
+    return RetrievalDataset(corpus=dataset.corpus, queries=dataset.queries, qrels=qrels, name=dataset.name,
+                            dropped=dataset.dropped)
 
 
 def cross_split_report(dataset: RetrievalDataset) -> SplitReport:
@@ -105,7 +135,7 @@ def cross_split_report(dataset: RetrievalDataset) -> SplitReport:
     for split, table in dataset.qrels.items():
         report.sizes[split] = {"queries": len(table), "judgements": sum(len(j) for j in table.values())}
         for qid, judged in table.items():
-            positives = frozenset(normalize_text(dataset.corpus[d].text) for d, r in judged.items() if r > 0)
+            positives = _positive_texts(dataset, judged)
             by_text.setdefault(normalize_text(dataset.queries[qid].text), []).append((split, qid, positives))
     for text, entries in by_text.items():
         splits = {split for split, _, _ in entries}

@@ -30,29 +30,35 @@ class EvalConfig(EncoderOptions):
     metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
     ks: list[int] = Field(default_factory=lambda: list(DEFAULT_KS))
     language: str = Field("en", description="BM25 stemmer/stopwords language (ISO code)")
+    rerank: str | None = Field(None, description="reranker (cross-encoder or LLM yes-token model) for the first stage's top candidates; "
+                               "its metrics are added as reranked.<metric>")
+    rerank_top: int = Field(50, ge=1, description="first-stage candidates reranked per query")
     overwrite: bool = False
 
 
 def build_ranker(config: EvalConfig, dataset: RetrievalDataset) -> Ranker:
     corpus = list(dataset.corpus.values())
     if config.model == BM25:
-        return BM25Ranker(corpus, config.language)
-    return DenseRanker(config.build_encoder(config.model), corpus, name=config.model, batch_size=config.encode_batch_size,
-                       cache=config.build_cache(), dtype=config.embedding_dtype)
+        return BM25Ranker(corpus, config.language, use_title=config.resolve_settings().use_title)
+    encoder = config.build_encoder(config.model)
+    return DenseRanker(encoder, corpus, name=config.model, batch_size=config.encode_batch_size,
+                       cache=config.build_cache(), dtype=config.embedding_dtype, use_title=encoder.settings.use_title)
 
 
-def evaluate_ranker(ranker: Ranker, dataset: RetrievalDataset, split: str, names: list[str]):
-    """Rank the split's queries and score the run: returns (means, per_query, run)."""
+def evaluate_ranker(ranker: Ranker, dataset: RetrievalDataset, split: str, names: list[str], depth: int = 0):
+    """Rank the split's queries (at least `depth` deep) and score the run: returns (means, per_query, run)."""
     qrels = dataset.require_split(split)
     queries = {qid: q.text for qid, q in dataset.split_queries(split).items()}
-    k = max(int(n.split("@")[1]) for n in names)
+    k = max(depth, *(int(n.split("@")[1]) for n in names))
     run = ranker.rank(queries, k)
     means, per_query = compute_metrics(qrels, run, names)
     return means, per_query, run
 
 
 def evaluate(config: EvalConfig, dataset: RetrievalDataset | None = None, ranker: Ranker | None = None) -> dict[str, float]:
-    """Run the stage. With `output`, writes metrics.json, per_query.json, run.trec and a manifest."""
+    """Run the stage. With `output`, writes metrics.json, per_query.json, run.trec and a manifest. With `rerank`,
+    the reranked metrics sit beside the first stage's as `reranked.<metric>` (also per query) and the reranked
+    run is `run.reranked.trec`."""
     started = time.time()
     names = metric_names(config.metrics, config.ks)
     if config.output is not None:
@@ -62,12 +68,19 @@ def evaluate(config: EvalConfig, dataset: RetrievalDataset | None = None, ranker
     dataset = dataset or read_beir(config.dataset)
     dataset.require_split(config.split)
     ranker = ranker or build_ranker(config, dataset)
-    means, per_query, run = evaluate_ranker(ranker, dataset, config.split, names)
+    means, per_query, run = evaluate_ranker(ranker, dataset, config.split, names, config.rerank_top if config.rerank else 0)
+    reranked = None
+    if config.rerank:
+        from rtune.eval.rerank_eval import add_reranked
+
+        means, per_query, reranked = add_reranked(config, dataset, run, means, per_query, names)
     if config.output is not None:
         with atomic_dir(config.output, overwrite=config.overwrite) as tmp:
             (tmp / "metrics.json").write_text(json.dumps(means, indent=2) + "\n", encoding="utf-8")
             (tmp / "per_query.json").write_text(json.dumps(per_query) + "\n", encoding="utf-8")
             write_run(tmp / "run.trec", run, tag=Path(config.model).name)
-            inputs = [config.dataset] + ([config.model] if Path(config.model).exists() else [])
+            if reranked is not None:
+                write_run(tmp / "run.reranked.trec", reranked, tag=f"{Path(config.model).name}+{Path(config.rerank).name}")
+            inputs = [config.dataset] + [m for m in (config.model, config.rerank) if m and Path(m).exists()]
             write_manifest(tmp, "eval", config.model_dump(mode="json"), inputs, started, {"metrics": means})
     return means

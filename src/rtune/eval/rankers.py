@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from rtune.data.records import Document
+from rtune.data.text import document_texts
 from rtune.eval.metrics import Run
 from rtune.index.dense_search import exact_search
 from rtune.index.embedding_cache import EmbeddingCache
@@ -29,9 +30,9 @@ def _to_run(qids: Sequence[str], doc_ids: Sequence[str], positions, scores) -> R
 class BM25Ranker:
     name = "bm25"
 
-    def __init__(self, corpus: Sequence[Document], language: str = "en") -> None:
+    def __init__(self, corpus: Sequence[Document], language: str = "en", use_title: bool = True) -> None:
         self.doc_ids = [d.id for d in corpus]
-        self.index = BM25Index(language).index([d.text for d in corpus], show_progress=len(corpus) > 50_000)
+        self.index = BM25Index(language).index(document_texts(corpus, use_title), show_progress=len(corpus) > 50_000)
 
     def rank(self, queries: Mapping[str, str], k: int) -> Run:
         positions, scores = self.index.search(list(queries.values()), k, show_progress=True)
@@ -43,15 +44,17 @@ class DenseRanker:
     with exact FAISS search over the (possibly memory-mapped) matrix."""
 
     def __init__(self, encoder: Encoder, corpus: Sequence[Document], name: str = "dense", batch_size: int = 64,
-                 show_progress: bool = True, cache: EmbeddingCache | None = None, dtype: str = "float32") -> None:
+                 show_progress: bool = True, cache: EmbeddingCache | None = None, dtype: str = "float32",
+                 use_title: bool = True) -> None:
         self.encoder, self.corpus, self.name = encoder, list(corpus), name
+        self.use_title = use_title
         self.batch_size, self.show_progress = batch_size, show_progress
         self.cache, self.dtype = cache, dtype
         self._matrix = None
 
     def matrix(self):
         if self._matrix is None:
-            self._matrix = cached_embeddings(self.encoder, [d.text for d in self.corpus], "documents", self.cache,
+            self._matrix = cached_embeddings(self.encoder, document_texts(self.corpus, self.use_title), "documents", self.cache,
                                              self.dtype, self.batch_size, self.show_progress)
         return self._matrix
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from rtune.models.prompts import PromptSettings
+from rtune.errors import InputError
+from rtune.models.settings import EncoderSettings
 
 
 class Encoder(Protocol):
@@ -22,33 +24,49 @@ class Encoder(Protocol):
 
 
 class SentenceTransformerEncoder:
-    """Wraps a SentenceTransformer. Prompts saved with the model apply unless overridden here; embeddings
-    are L2-normalised when the model's similarity is cosine, so inner product equals its similarity.
-    `model_id` (its folder or hub id) identifies the weights for the embedding cache."""
+    """Wraps a SentenceTransformer and applies `settings` exactly as training does: the query instruction
+    and format, then the prompt prefixes (never the model's implicit defaults: an unset prompt is ""), and
+    the query / passage max lengths. Embeddings are L2-normalised when the model's similarity is cosine, so
+    inner product equals its similarity. `model_id` (its folder or hub id) identifies the weights for the
+    embedding cache."""
 
-    def __init__(self, model, query_prompt: str | None = None, document_prompt: str | None = None,
-                 prompts: PromptSettings | None = None, model_id: str | None = None) -> None:
+    def __init__(self, model, settings: EncoderSettings | None = None, model_id: str | None = None) -> None:
         self.model = model
-        self.prompts = prompts or PromptSettings(query_prompt=query_prompt, document_prompt=document_prompt)
-        self.query_prompt = self.prompts.query_prompt
-        self.document_prompt = self.prompts.document_prompt
+        self.settings = settings if settings is not None else EncoderSettings.from_model(model)
         self.model_id = model_id
         similarity = str(getattr(model, "similarity_fn_name", None) or "cosine")
         if similarity not in ("cosine", "dot"):
-            raise ValueError(f"similarity '{similarity}' is not supported for inner-product search; valid: cosine, dot")
+            raise InputError(f"similarity '{similarity}' is not supported for inner-product search; valid: cosine, dot")
         self.normalize = similarity == "cosine"
 
-    def _encode(self, method: str, texts: Sequence[str], prompt: str | None, batch_size: int, show_progress: bool) -> np.ndarray:
-        kwargs = {"prompt": prompt} if prompt is not None else {}
-        embeddings = getattr(self.model, method)(
-            list(texts), batch_size=batch_size, show_progress_bar=show_progress, convert_to_numpy=True,
-            normalize_embeddings=self.normalize, **kwargs,
-        )
+    def max_length(self, kind: str) -> int | None:
+        """Token limit for 'queries' or 'documents': the setting, else the model's own."""
+        value = self.settings.max_query_length if kind == "queries" else self.settings.max_passage_length
+        return value or self.model.max_seq_length
+
+    @contextlib.contextmanager
+    def _limited(self, kind: str) -> Iterator[None]:
+        previous = self.model.max_seq_length
+        self.model.max_seq_length = self.max_length(kind)
+        try:
+            yield
+        finally:
+            self.model.max_seq_length = previous
+
+    def _encode(self, kind: str, texts: Sequence[str], batch_size: int, show_progress: bool) -> np.ndarray:
+        method = "encode_query" if kind == "queries" else "encode_document"
+        prompt = (self.settings.query_prompt if kind == "queries" else self.settings.document_prompt) or ""
+        with self._limited(kind):
+            embeddings = getattr(self.model, method)(
+                list(texts), prompt=prompt, batch_size=batch_size, show_progress_bar=show_progress,
+                convert_to_numpy=True, normalize_embeddings=self.normalize)
         return np.ascontiguousarray(embeddings, dtype=np.float32)
 
     def encode_queries(self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
-        texts = [self.prompts.format_query(t) for t in texts]
-        return self._encode("encode_query", texts, self.query_prompt, batch_size, show_progress)
+        return self._encode("queries", [self.settings.format_query(t) for t in texts], batch_size, show_progress)
+
+    def encode_documents(self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+        return self._encode("documents", texts, batch_size, show_progress)
 
     def cache_identity(self, kind: str, memo_dir: Path | None = None) -> dict | None:
         """What, besides the texts, decides the embeddings of `kind` ('queries' or 'documents'); None when
@@ -57,9 +75,10 @@ class SentenceTransformerEncoder:
             return None
         from rtune.index.embedding_cache import model_fingerprint
 
-        prompts = self.prompts.as_dict() if kind == "queries" else {"document_prompt": self.document_prompt}
-        return {"model": model_fingerprint(self.model_id, memo_dir), "kind": kind, "max_seq_length": self.model.max_seq_length,
-                "normalize": self.normalize, **prompts}
-
-    def encode_documents(self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
-        return self._encode("encode_document", texts, self.document_prompt, batch_size, show_progress)
+        s = self.settings
+        if kind == "queries":
+            presentation = {"query_prompt": s.query_prompt, "query_instruction": s.query_instruction, "query_format": s.query_format}
+        else:
+            presentation = {"document_prompt": s.document_prompt, "use_title": s.use_title}
+        return {"model": model_fingerprint(self.model_id, memo_dir), "kind": kind, "max_seq_length": self.max_length(kind),
+                "normalize": self.normalize, **presentation}

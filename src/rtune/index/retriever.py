@@ -10,6 +10,7 @@ import numpy as np
 
 from rtune.data.beir import read_corpus
 from rtune.data.records import Document
+from rtune.data.text import document_text, document_texts
 from rtune.index.dense_search import exact_search
 from rtune.index.encoder import Encoder, SentenceTransformerEncoder
 
@@ -51,28 +52,37 @@ class Retriever:
     '0'
     """
 
-    def __init__(self, encoder: Encoder, batch_size: int = 64) -> None:
+    def __init__(self, encoder: Encoder, batch_size: int = 64, reranker=None, rerank_top: int = 50) -> None:
+        """`reranker`: a Reranker (rtune.score.reranker) or a cross-encoder / LLM reranker folder or hub id that
+        re-scores each query's top `rerank_top` hits."""
         self.encoder = encoder
         self.batch_size = batch_size
+        if isinstance(reranker, (str, Path)):
+            from rtune.score.reranker import load_reranker
+
+            reranker = load_reranker(str(reranker))
+        self.reranker, self.rerank_top = reranker, rerank_top
         self.documents: list[Document] = []
         self.embeddings: np.ndarray | None = None  # (n_documents, dim) float32
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path | None = None, device: str | None = None,
-                        query_prompt: str | None = None, document_prompt: str | None = None,
-                        batch_size: int = 64) -> Retriever:
-        """Load a sentence-transformers model (folder, hub id, or None for the default MiniLM)."""
-        from rtune.models.loading import load_bi_encoder
+                        batch_size: int = 64, reranker=None, rerank_top: int = 50, **settings) -> Retriever:
+        """Load a sentence-transformers model (folder, hub id, or None for the default MiniLM) with the
+        encoder settings saved beside it; `settings` (query_prompt, query_instruction, query_format,
+        document_prompt, max_query_length, max_passage_length, use_title) override them."""
+        from rtune.models.encoder_options import EncoderOptions
 
-        model = load_bi_encoder(name_or_path, device=device)
-        return cls(SentenceTransformerEncoder(model, query_prompt, document_prompt), batch_size=batch_size)
+        encoder = EncoderOptions(device=device, **settings).build_encoder(str(name_or_path) if name_or_path else None)
+        return cls(encoder, batch_size=batch_size, reranker=reranker, rerank_top=rerank_top)
 
     def index_documents(self, corpus, show_progress: bool = False) -> Retriever:
         """Encode and index documents (see `as_documents` for what `corpus` may be); replaces any earlier index."""
         self.documents = as_documents(corpus)
         if not self.documents:
             raise ValueError("nothing to index: the corpus is empty")
-        self.embeddings = self.encoder.encode_documents([d.text for d in self.documents], self.batch_size, show_progress)
+        use_title = getattr(getattr(self.encoder, "settings", None), "use_title", True)
+        self.embeddings = self.encoder.encode_documents(document_texts(self.documents, use_title), self.batch_size, show_progress)
         return self
 
     def search_embeddings(self, query_embeddings: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -82,13 +92,34 @@ class Retriever:
 
     def batch_retrieve(self, queries: Sequence[str], top_k: int = 10, batch_size: int | None = None,
                        show_progress: bool = False) -> list[list[Hit]]:
-        """Top-k hits for each query, best first."""
+        """Top-k hits for each query, best first (reranked when the retriever has a reranker)."""
         embeddings = self.encoder.encode_queries(list(queries), batch_size or self.batch_size, show_progress)
-        positions, scores = self.search_embeddings(embeddings, top_k)
-        return [
+        depth = max(top_k, self.rerank_top) if self.reranker is not None else top_k
+        positions, scores = self.search_embeddings(embeddings, depth)
+        hits = [
             [Hit(self.documents[p].id, float(s), self.documents[p].text) for p, s in zip(row_p, row_s) if p >= 0]
             for row_p, row_s in zip(positions, scores)
         ]
+        if self.reranker is None:
+            return hits
+        return self._rerank(list(queries), hits, positions, top_k, show_progress)
+
+    def _rerank(self, queries: list[str], hits: list[list[Hit]], positions: np.ndarray, top_k: int,
+                show_progress: bool) -> list[list[Hit]]:
+        """Each query's top `rerank_top` hits re-scored by the reranker, the rest after them; top_k kept."""
+        from rtune.score.rerank import rerank_run
+
+        use_title = getattr(getattr(self.encoder, "settings", None), "use_title", True)
+        texts = {self.documents[p].id: document_text(self.documents[p], use_title) for p in positions.ravel() if p >= 0}
+        run = {str(i): {h.doc_id: h.score for h in row} for i, row in enumerate(hits)}
+        reranked = rerank_run(run, {str(i): q for i, q in enumerate(queries)}, texts, self.reranker, self.rerank_top,
+                              batch_size=self.batch_size, show_progress=show_progress)
+        out = []
+        for i, row in enumerate(hits):
+            by_id, scores = {h.doc_id: h for h in row}, reranked[str(i)]
+            best = sorted(scores, key=lambda d: -scores[d])[:top_k]
+            out.append([Hit(d, scores[d], by_id[d].text) for d in best])
+        return out
 
     def retrieve(self, query: str, top_k: int = 10) -> list[Hit]:
         """Top-k hits for one query, best first."""

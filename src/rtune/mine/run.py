@@ -24,9 +24,10 @@ from rtune.data.dataset import RetrievalDataset, normalize_text
 from rtune.data.groups import GROUPS_FILE, group_writer, groups_path, read_groups
 from rtune.data.manifest import write_manifest
 from rtune.data.records import TrainingGroup
-from rtune.errors import InputError, check_choice
+from rtune.data.text import describe_rule, document_text
+from rtune.errors import DataCollapsedError, InputError, check_choice
 from rtune.index.dense_search import INDEX_TYPES
-from rtune.mine.filters import FalseNegativeFilter, parse_window
+from rtune.mine.filters import FalseNegativeFilter, PositiveAwareRules, parse_window
 from rtune.mine.report import MiningReport
 from rtune.mine.sampling import STRATEGIES, Candidate, RankRange, select_negatives
 from rtune.mine.source import BM25Source, CandidateSource, DenseSource
@@ -60,6 +61,7 @@ class MineConfig(EncoderOptions):
     language: str = Field("en", description="BM25 stemmer/stopwords language (ISO code)")
     index_type: str = Field("exact", description=f"dense search: {', '.join(INDEX_TYPES)}")
     batch_size: int = Field(1024, ge=1, description="queries searched per batch")
+    allow_collapsed: bool = Field(False, description="write the groups even when most queries kept no negative")
     overwrite: bool = False
 
 
@@ -85,17 +87,17 @@ class MineConfig(EncoderOptions):
                                    parse_window(self.window) if self.strategy == "window" else None)
 
 
-def _bm25(config: MineConfig, dataset: RetrievalDataset) -> CandidateSource:
-    return BM25Source(list(dataset.corpus.values()), language=config.language)
+def _bm25(config: MineConfig, texts: list[str]) -> CandidateSource:
+    return BM25Source(texts, language=config.language)
 
 
-def _dense(config: MineConfig, dataset: RetrievalDataset) -> CandidateSource:
-    return DenseSource(config.build_encoder(config.model), list(dataset.corpus.values()), config.build_cache(),
+def _dense(config: MineConfig, texts: list[str]) -> CandidateSource:
+    return DenseSource(config.build_encoder(config.model), texts, config.build_cache(),
                        config.embedding_dtype, config.index_type, config.seed, config.encode_batch_size)
 
 
-# method name -> builder of its candidate source; other miners register here.
-MINERS: dict[str, Callable[[MineConfig, RetrievalDataset], CandidateSource]] = {"bm25": _bm25, "dense": _dense}
+# method name -> builder of its candidate source over the corpus texts; other miners register here.
+MINERS: dict[str, Callable[[MineConfig, list[str]], CandidateSource]] = {"bm25": _bm25, "dense": _dense}
 
 
 def check_config(config: MineConfig, dataset: RetrievalDataset) -> RankRange:
@@ -127,6 +129,16 @@ class Negative:
     source: str
 
 
+def known_positives(dataset: RetrievalDataset, split: str) -> dict[str, frozenset[str]]:
+    """Query id -> its positives and those of every query in the split with the same normalised text
+    (generic questions recur: one copy's positive must not become the other's hard negative)."""
+    by_text: dict[str, set[str]] = {}
+    table = dataset.require_split(split)
+    for qid in table:
+        by_text.setdefault(normalize_text(dataset.queries[qid].text), set()).update(dataset.positives(split, qid))
+    return {qid: frozenset(by_text[normalize_text(dataset.queries[qid].text)]) for qid in table}
+
+
 def text_digest(text: str) -> bytes:
     """Collision-resistant, deterministic key of a text up to case and whitespace."""
     return hashlib.blake2b(normalize_text(text).encode("utf-8"), digest_size=16).digest()
@@ -136,14 +148,16 @@ class _Miner:
     """Turns one query's ranked candidates into a training group and records the outcome."""
 
     def __init__(self, config: MineConfig, dataset: RetrievalDataset, rank_range: RankRange, source_name: str,
-                 previous: dict[str, TrainingGroup]) -> None:
+                 previous: dict[str, TrainingGroup], texts: dict[str, str]) -> None:
         self.config, self.dataset, self.rank_range, self.source_name = config, dataset, rank_range, source_name
         self.previous = previous
         self.doc_ids = list(dataset.corpus)
+        self.texts = texts  # doc id -> the text retrieval sees (the document text rule)
         self.position = {doc_id: i for i, doc_id in enumerate(self.doc_ids)}
-        self.text_key = {doc_id: text_digest(doc.text) for doc_id, doc in dataset.corpus.items()}
+        self.text_key = {doc_id: text_digest(text) for doc_id, text in texts.items()}
         self.filter = config.false_negative_filter()
         self.report = MiningReport(wanted=config.negatives, range_end=rank_range.end)
+        self.known = known_positives(dataset, config.split)
 
     def previous_ids(self, qid: str) -> list[str]:
         old = self.previous.get(qid)
@@ -154,37 +168,52 @@ class _Miner:
         return [self.position[d] for d in self.dataset.positives(self.config.split, qid) + self.previous_ids(qid)]
 
     def group(self, qid: str, positions, scores, given_scores: list[float]) -> TrainingGroup:
-        config, corpus = self.config, self.dataset.corpus
+        config = self.config
         positives = self.dataset.positives(config.split, qid)
         pos_scores, previous_scores = given_scores[: len(positives)], given_scores[len(positives) :]
-        positive_set, positive_texts = set(positives), {self.text_key[d] for d in positives}
-        known = [("known_positive_id", lambda c: c.doc_id in positive_set),
-                 ("identical_positive_text", lambda c: self.text_key[c.doc_id] in positive_texts)]
-        rules = known + self.filter.rules(min(pos_scores))
+        known_ids = self.known[qid]  # its own positives and those of every query with the same text
+        known_texts = {self.text_key[d] for d in known_ids}
+        known = [("known_positive_id", lambda c: c.doc_id in known_ids),
+                 ("identical_positive_text", lambda c: self.text_key[c.doc_id] in known_texts)]
+        per_positive = PositiveAwareRules(self.filter, pos_scores)
+        rules = known + per_positive.rules
         ranked = [Candidate(self.doc_ids[i], rank, float(s)) for rank, (i, s) in enumerate(zip(positions, scores), start=1) if i >= 0]
         rng = random.Random(f"{config.seed}:{qid}")
         selection = select_negatives(ranked, self.rank_range, config.negatives, config.strategy, rng, rules)
         chosen = self._with_previous(qid, selection.negatives, previous_scores, ranked, rules, rng)
         kept = len(chosen)
         chosen += self._backfill(chosen, known, rng)
-        positive_rank = min((c.rank for c in ranked if c.doc_id in positive_set), default=len(ranked) + 1)
-        self.report.add(qid, kept, selection.dropped_counts(), positive_rank, min(pos_scores),
+        rank_of = {c.doc_id: c.rank for c in ranked}
+        self.report.add(qid, kept, selection.dropped_counts(), [rank_of.get(d) for d in positives], pos_scores,
                         [n.score for n in chosen if n.source == self.source_name],
-                        [c.score for rule, c in selection.dropped if rule not in ("known_positive_id", "identical_positive_text")])
+                        [c.score for rule, c in selection.dropped if rule not in ("known_positive_id", "identical_positive_text")],
+                        relative_skipped=sum(s <= 0 for s in pos_scores) if self.filter.relative() else 0)
         self.report.backfilled += len(chosen) - kept
+        self.report.finish_query(len(chosen))
         chosen.sort(key=lambda n: (n.rank <= 0, n.rank))  # ranked negatives by rank, then unranked ones
+        valid = self._valid_positives(chosen, per_positive, len(positives))
         return TrainingGroup(
             query=self.dataset.queries[qid].text,
-            pos=tuple(corpus[d].text for d in positives),
-            neg=tuple(corpus[n.doc_id].text for n in chosen),
+            pos=tuple(self.texts[d] for d in positives),
+            neg=tuple(self.texts[n.doc_id] for n in chosen),
             query_id=qid,
             pos_ids=tuple(positives),
             neg_ids=tuple(n.doc_id for n in chosen),
-            pos_scores=tuple(pos_scores),
-            neg_scores=tuple(n.score for n in chosen),
+            pos_miner_scores=tuple(pos_scores),
+            neg_miner_scores=tuple(n.score for n in chosen),
             neg_ranks=tuple(n.rank for n in chosen),
             neg_sources=tuple(n.source for n in chosen),
+            neg_valid_pos=valid,
         )
+
+    @staticmethod
+    def _valid_positives(chosen: list[Negative], per_positive: PositiveAwareRules, n_pos: int) -> tuple[tuple[int, ...], ...]:
+        """Per negative, the positives it may be trained against; () when every negative suits every positive.
+        A backfilled negative (no score) suits every positive."""
+        everyone = tuple(range(n_pos))
+        valid = tuple(everyone if n.score is None else per_positive.valid_positives(Candidate(n.doc_id, n.rank, n.score))
+                      for n in chosen)
+        return () if all(v == everyone for v in valid) else valid
 
     def _with_previous(self, qid: str, fresh: list[Candidate], previous_scores: list[float], ranked: list[Candidate],
                        rules, rng: random.Random) -> list[Negative]:
@@ -226,6 +255,27 @@ class _Miner:
         return added
 
 
+def document_rule(config: MineConfig) -> bool:
+    """Whether documents are title + text: the option, else (dense) the model's saved rule, else on."""
+    from rtune.models.loading import resolve_model
+
+    model = resolve_model(config.model) if config.method == "dense" else None
+    return config.resolve_settings(model).use_title
+
+
+def check_not_collapsed(report: MiningReport, allow: bool) -> None:
+    """Refuse to publish groups where most queries kept no negative: training on them would silently
+    drop those queries (a 'stage 2' trained on a handful of rows)."""
+    empty = report.queries_without_negatives
+    if report.queries and empty * 2 > report.queries:
+        summary = "; ".join(report.summary_lines())
+        if not allow:
+            raise DataCollapsedError(
+                f"{empty} of {report.queries} queries kept no negative, so the training data collapsed ({summary}). "
+                "Loosen the false-negative rules or the range, use --backfill random, or pass --allow-collapsed to write them anyway")
+        log.warning("%d of %d queries kept no negative; writing them anyway (--allow-collapsed)", empty, report.queries)
+
+
 def load_previous(path: Path | None) -> dict[str, TrainingGroup]:
     if path is None:
         return {}
@@ -247,8 +297,10 @@ def mine(config: MineConfig, source: CandidateSource | None = None) -> dict:
     dataset = read_beir(config.dataset)
     rank_range = check_config(config, dataset)
     previous = load_previous(config.previous_groups)
-    source = source or MINERS[config.method](config, dataset)
-    miner = _Miner(config, dataset, rank_range, source.name, previous)
+    use_title = document_rule(config)
+    texts = {doc_id: document_text(doc, use_title) for doc_id, doc in dataset.corpus.items()}
+    source = source or MINERS[config.method](config, list(texts.values()))
+    miner = _Miner(config, dataset, rank_range, source.name, previous, texts)
     queries = dataset.split_queries(config.split)
     qids = list(queries)
     k = min(rank_range.end, len(miner.doc_ids))
@@ -261,9 +313,13 @@ def mine(config: MineConfig, source: CandidateSource | None = None) -> dict:
                     write(miner.group(qid, batch.positions[row], batch.scores[row], batch.given_scores[row]))
                 bar.update(len(batch.positions))
         stats = {**miner.report.as_dict(), "false_negative_filter": miner.filter.describe(),
+                 "document_text": describe_rule(use_title), "dataset_dropped": dataset.dropped_summary(),
                  "seconds": round(time.time() - started, 2)}
+        check_not_collapsed(miner.report, config.allow_collapsed)
         (tmp / REPORT_FILE).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
-        write_manifest(tmp, "mine", {**config.model_dump(mode="json"), "scores": f"{source.name} miner scores"},
+        provenance = {"miner": source.name, "miner_scores": "pos_miner_scores / neg_miner_scores", "teacher": None,
+                      "document_text": {"use_title": use_title, "rule": describe_rule(use_title)}}
+        write_manifest(tmp, "mine", {**config.model_dump(mode="json"), **provenance},
                        [config.dataset] + ([config.previous_groups] if config.previous_groups else []), started, stats)
     for line in miner.report.summary_lines():
         log.info(line)

@@ -8,7 +8,6 @@ from typing import Protocol
 
 import numpy as np
 
-from rtune.data.records import Document
 from rtune.mine.bm25 import BM25Index, top_k_rows
 
 
@@ -41,8 +40,9 @@ class BM25Source:
 
     name = "bm25"
 
-    def __init__(self, documents: Sequence[Document], language: str = "en") -> None:
-        self.index = BM25Index(language).index([d.text for d in documents], show_progress=len(documents) > 50_000)
+    def __init__(self, texts: Sequence[str], language: str = "en") -> None:
+        """`texts`: the corpus as retrieval sees it (rtune.data.text.document_text)."""
+        self.index = BM25Index(language).index(list(texts), show_progress=len(texts) > 50_000)
 
     def rank_all(self, queries, given, k, batch_size):
         k = min(k, self.index.size)
@@ -58,13 +58,13 @@ class DenseSource:
 
     name = "dense"
 
-    def __init__(self, encoder, documents: Sequence[Document], cache=None, dtype: str = "float32",
+    def __init__(self, encoder, texts: Sequence[str], cache=None, dtype: str = "float32",
                  index_type: str = "exact", seed: int = 0, batch_size: int = 64) -> None:
         from rtune.index.dense_search import make_searcher
         from rtune.index.embeddings import cached_embeddings
 
         self.encoder, self.cache, self.batch_size = encoder, cache, batch_size
-        self.matrix = cached_embeddings(encoder, [d.text for d in documents], "documents", cache, dtype, batch_size)
+        self.matrix = cached_embeddings(encoder, list(texts), "documents", cache, dtype, batch_size)
         self.search = make_searcher(self.matrix, index_type, seed)
 
     def rank_all(self, queries, given, k, batch_size):

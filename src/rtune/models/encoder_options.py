@@ -1,4 +1,5 @@
-"""Options shared by every stage that embeds texts (eval, dense mining): one schema, one builder."""
+"""Options shared by every stage that embeds texts or reads documents (train, dense mining, eval): one
+schema, one builder, one resolution of the encoder settings."""
 
 from __future__ import annotations
 
@@ -8,22 +9,30 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from rtune.errors import check_choice
 from rtune.index.embedding_cache import DTYPES
+from rtune.models.settings import EncoderSettings
+
+SETTING_FIELDS = ("query_prompt", "document_prompt", "query_instruction", "query_format", "max_query_length",
+                  "max_passage_length", "use_title")
 
 
 class EncoderOptions(BaseModel):
-    """How a bi-encoder is loaded and fed, and where its embeddings are cached."""
+    """How a bi-encoder is loaded and fed, and where its embeddings are cached. Settings left unset come
+    from the model's saved `rtune_encoder.json` (or its sentence-transformers prompts), then the defaults."""
 
     model_config = ConfigDict(extra="forbid")
 
-    query_prompt: str | None = Field(None, description="prefix for queries (default: the model's saved 'query' prompt)")
-    query_instruction: str | None = Field(None, description="instruction put into --query-format")
-    query_format: str = Field("{}{}", description="how instruction and query combine, e.g. '<instruct>{}\\n<query>{}'")
-    document_prompt: str | None = Field(None, description="prefix for documents (default: the model's saved 'document' prompt)")
+    query_prompt: str | None = Field(None, description="prefix for queries [default: the model's saved one]")
+    query_instruction: str | None = Field(None, description="instruction put into --query-format [default: the model's saved one]")
+    query_format: str | None = Field(None, description="how instruction and query combine, e.g. '<instruct>{}\\n<query>{}' [default: '{}{}']")
+    document_prompt: str | None = Field(None, description="prefix for documents [default: the model's saved one]")
+    max_query_length: int | None = Field(None, ge=4, description="query length in tokens [default: the model's saved one, else its maximum]")
+    max_passage_length: int | None = Field(None, ge=8, description="passage length in tokens [default: the model's saved one, else its maximum]")
+    use_title: bool | None = Field(None, description="document text = title + text when a title exists [default: on, or the model's saved rule]")
     embedding_dtype: str = Field("float32", description=f"stored corpus embeddings: {', '.join(DTYPES)}")
     cache: bool = Field(True, description="reuse/keep corpus and query embeddings in the embedding cache")
     cache_dir: Path | None = Field(None, description="embedding cache folder [default: $RTUNE_CACHE_DIR or ~/.cache/rtune/embeddings]")
     encode_batch_size: int = Field(64, ge=1, description="texts encoded at once")
-    device: str | None = None
+    device: str | None = Field(None, description="torch device, e.g. cpu or cuda [default: the best available]")
 
     @field_validator("embedding_dtype")
     @classmethod
@@ -32,21 +41,28 @@ class EncoderOptions(BaseModel):
 
     @model_validator(mode="after")
     def _valid_format(self):
-        self.prompt_settings()  # raises on a format without two slots
+        EncoderSettings().override(**self.setting_overrides())  # raises on a format without two slots
         return self
 
-    def prompt_settings(self):
-        from rtune.models.prompts import PromptSettings
+    def setting_overrides(self) -> dict:
+        """The encoder settings given explicitly (None = not given)."""
+        return {name: getattr(self, name) for name in SETTING_FIELDS}
 
-        return PromptSettings(self.query_prompt, self.document_prompt, self.query_instruction, self.query_format)
+    def resolve_settings(self, model_path: str | None = None, model=None) -> EncoderSettings:
+        """Saved settings of `model_path` (or the loaded `model`'s prompts), with explicit options on top."""
+        saved = EncoderSettings.load(model_path) if model_path and Path(model_path).is_dir() else None
+        if saved is None:
+            saved = EncoderSettings.from_model(model) if model is not None else EncoderSettings()
+        return saved.override(**self.setting_overrides())
 
     def build_encoder(self, model: str):
         """Load `model` (folder, hub id or the default) into an Encoder that the cache can identify."""
         from rtune.index.encoder import SentenceTransformerEncoder
         from rtune.models.loading import load_bi_encoder, resolve_model
 
-        return SentenceTransformerEncoder(load_bi_encoder(model, self.device), prompts=self.prompt_settings(),
-                                          model_id=resolve_model(model))
+        resolved = resolve_model(model)
+        loaded = load_bi_encoder(model, self.device)
+        return SentenceTransformerEncoder(loaded, self.resolve_settings(resolved, loaded), model_id=resolved)
 
     def build_cache(self):
         from rtune.index.embedding_cache import EmbeddingCache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import time
@@ -10,20 +11,23 @@ from pathlib import Path
 from rtune.data.atomic import atomic_dir, ensure_new_output
 from rtune.data.beir import read_beir
 from rtune.data.groups import read_groups
-from rtune.data.manifest import path_fingerprint, write_manifest
+from rtune.data.manifest import path_fingerprint, read_manifest, write_manifest
+from rtune.errors import InputError
 from rtune.eval.metrics import DEFAULT_KS, DEFAULT_METRICS, metric_names
-from rtune.models.loading import display_name, load_bi_encoder
-from rtune.train.config import TrainConfig
-from rtune.train.examples import build_rows, sample_queries
+from rtune.models.loading import display_name, load_bi_encoder, resolve_model
+from rtune.models.settings import EncoderSettings
+from rtune.train.config import DEFAULT_PASSAGE_LENGTH, DEFAULT_QUERY_LENGTH, TrainConfig
+from rtune.train.examples import TrainingRows, build_rows, check_rows, sample_queries
 from rtune.train.losses import build_loss
 from rtune.train.precision import precision_flags
 
 log = logging.getLogger(__name__)
 
 
-def _training_arguments(config: TrainConfig, checkpoints: Path, has_dev: bool):
+def _training_arguments(config: TrainConfig, checkpoints: Path, has_dev: bool, rows: TrainingRows):
     from sentence_transformers import SentenceTransformerTrainingArguments
-    from sentence_transformers.base.sampler import BatchSamplers
+
+    from rtune.train.batch_sampler import KnownPositiveBatchSampler
 
     strategy = "epoch" if has_dev else "no"
     return SentenceTransformerTrainingArguments(
@@ -35,8 +39,10 @@ def _training_arguments(config: TrainConfig, checkpoints: Path, has_dev: bool):
         warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio in Transformers v5
         seed=config.seed,
         data_seed=config.seed,
-        # In-batch negatives must not be positives in disguise: no batch holds a text twice (any column).
-        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        # In-batch negatives must not be positives in disguise: no batch holds a passage twice, nor a
+        # known positive of any row's query; epoch e trains on its own block of rows (fresh negatives).
+        batch_sampler=functools.partial(KnownPositiveBatchSampler, keys=rows.keys, rows_per_epoch=rows.rows_per_epoch,
+                                        blocks=rows.epochs),
         eval_strategy=strategy,
         save_strategy="epoch" if has_dev else "no",
         load_best_model_at_end=has_dev,
@@ -47,75 +53,100 @@ def _training_arguments(config: TrainConfig, checkpoints: Path, has_dev: bool):
         logging_steps=10,
         report_to="none",
         disable_tqdm=False,
+        dataloader_pin_memory=False,
         use_cpu=config.device == "cpu",
         **precision_flags(config.precision, config.device),
     )
 
 
-def build_trainer(config: TrainConfig, model, columns: dict[str, list[str]], checkpoints: Path, evaluator=None):
-    """The sentence-transformers trainer rtune runs: no-duplicates batches, per-column max lengths, our loss."""
+def training_settings(config: TrainConfig, model, groups_manifest: dict) -> EncoderSettings:
+    """The encoder settings training applies and saves: options, else the start model's saved ones, else
+    the defaults (64-token queries, passages up to 256 tokens); the document rule of the groups' miner."""
+    settings = config.resolve_settings(resolve_model(config.model), model)
+    mined_rule = (groups_manifest.get("config") or {}).get("document_text", {}).get("use_title")
+    if mined_rule is not None and config.use_title is None:
+        settings = settings.override(use_title=mined_rule)
+    elif mined_rule is not None and mined_rule != settings.use_title:
+        raise InputError(f"the groups were mined with use_title={mined_rule} but training uses --use-title={settings.use_title}: "
+                         "the model would be evaluated on other document texts than it was trained on", config.groups_file())
+    passage_cap = min(DEFAULT_PASSAGE_LENGTH, model.max_seq_length or DEFAULT_PASSAGE_LENGTH)
+    return settings.override(max_query_length=settings.max_query_length or DEFAULT_QUERY_LENGTH,
+                             max_passage_length=settings.max_passage_length or passage_cap)
+
+
+def build_trainer(config: TrainConfig, model, rows: TrainingRows, checkpoints: Path, settings: EncoderSettings,
+                  evaluator=None):
+    """The sentence-transformers trainer rtune runs: conflict-free batches, per-column max lengths, our loss."""
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer
 
     from rtune.train.collator import QueryPassageCollator
 
-    collator = QueryPassageCollator(preprocess_fn=model.preprocess, query_length=config.max_query_length,
-                                    passage_length=config.max_passage_length, prompts=_prompts(config, columns))
+    columns = dict(rows.columns)
+    columns["anchor"] = [settings.format_query(q) for q in columns["anchor"]]
+    prompts = {c: (settings.query_prompt if c == "anchor" else settings.document_prompt) for c in columns if c != "label"}
+    collator = QueryPassageCollator(preprocess_fn=model.preprocess, query_length=settings.max_query_length,
+                                    passage_length=settings.max_passage_length,
+                                    prompts={c: p for c, p in prompts.items() if p} or None)
     return SentenceTransformerTrainer(
-        model=model, args=_training_arguments(config, checkpoints, evaluator is not None),
+        model=model, args=_training_arguments(config, checkpoints, evaluator is not None, rows),
         train_dataset=Dataset.from_dict(columns), loss=build_loss(model, config), evaluator=evaluator,
         data_collator=collator,
     )
 
 
 def train_bi_encoder(config: TrainConfig) -> dict:
-    """Train, keep the best epoch by the dev metric, save a sentence-transformers folder at `config.output`.
-
-    Returns a summary: rows, dev history, best epoch, throughput.
-    """
+    """Train, keep the best epoch by the dev metric, save a sentence-transformers folder at `config.output`
+    with its encoder settings (`rtune_encoder.json`). Returns a summary: rows, dev history, best epoch."""
     from rtune.train.evaluator import RetrievalDevEvaluator
 
     started = time.time()
     ensure_new_output(config.output, config.overwrite)
     groups = sample_queries(list(read_groups(config.groups_file())), config.max_queries, config.seed)
-    columns, counts = build_rows(groups, config.group_size, config.seed)
-    if counts["rows"] == 0:
-        raise ValueError(f"no training rows from {config.groups_file()}: every query lacks negatives "
-                         f"(use --group-size 1 for in-batch negatives only)")
-    if counts["rows"] < config.batch_size:
-        log.warning("only %d training rows for a batch size of %d", counts["rows"], config.batch_size)
+    rows = build_rows(groups, config.group_size, config.seed, config.epochs, config.positives)
+    check_rows(rows, config.group_size, config.allow_collapsed, str(config.groups_file()))
+    counts = rows.counts
+    log.info("%d training rows per epoch from %d queries and %d positives (%s positives, fresh negatives each epoch)",
+             rows.rows_per_epoch, counts["queries"], counts["positives"], config.positives)
+    if rows.rows_per_epoch < config.batch_size:
+        log.warning("only %d training rows for a batch size of %d", rows.rows_per_epoch, config.batch_size)
     dataset = read_beir(config.dataset) if config.dataset else None
+    if dataset is not None:
+        dataset.require_split(config.dev_split)
     model = load_bi_encoder(config.model, config.device)
+    settings = training_settings(config, model, read_manifest(config.groups_file().parent))
     evaluator = None
     if dataset is not None:
         family, k = config.metric_for_best.split("@")
         names = metric_names(dict.fromkeys([*DEFAULT_METRICS, family]), sorted(set(DEFAULT_KS) | {int(k)}))
         evaluator = RetrievalDevEvaluator(dataset, config.dev_split, names, primary=config.metric_for_best,
-                                          query_prompt=config.query_prompt, document_prompt=config.document_prompt)
+                                          settings=settings, batch_size=config.encode_batch_size)
     else:
         log.info("no --dataset given: no dev evaluation; the last epoch is kept")
     with atomic_dir(config.output, overwrite=config.overwrite) as tmp:
         base_dev = evaluator(model, epoch=0, steps=0) if evaluator else {}
-        trainer = build_trainer(config, model, columns, tmp / "checkpoints", evaluator)
+        trainer = build_trainer(config, model, rows, tmp / "checkpoints", settings, evaluator)
         train_started = time.time()
         output = trainer.train()
         train_seconds = time.time() - train_started
         shutil.rmtree(tmp / "checkpoints", ignore_errors=True)
-        _save_prompts(model, config)
+        _save_prompts(model, settings)
         model.save(str(tmp))
+        settings.save(tmp)
         history = evaluator.history if evaluator else []
         best = max(history[1:], key=lambda h: h[config.metric_for_best]) if len(history) > 1 else None
         summary = {
             "rows": counts,
             "train_seconds": round(train_seconds, 2),
             "train_runtime": output.metrics.get("train_runtime"),
-            "rows_per_second": round(counts["rows"] * config.epochs / train_seconds, 3),
+            "rows_per_second": round(rows.rows_per_epoch * config.epochs / train_seconds, 3),
             "dev_history": history,
             "best": best,
             "base_dev": {k.removeprefix("dev_"): v for k, v in base_dev.items()},
+            "encoder_settings": settings.as_dict(),
         }
         if best and base_dev and best[config.metric_for_best] <= summary["base_dev"][config.metric_for_best]:
-            log.warning("the best epoch (%s=%.4f) does not beat the base model on dev (%.4f)", config.metric_for_best,
+            log.warning("the best epoch (%s=%.4f) does not beat the starting model on dev (%.4f)", config.metric_for_best,
                         best[config.metric_for_best], summary["base_dev"][config.metric_for_best])
         from rtune.train.model_card import append_lineage
 
@@ -127,22 +158,12 @@ def train_bi_encoder(config: TrainConfig) -> dict:
     return summary
 
 
-def _save_prompts(model, config: TrainConfig) -> None:
-    """Keep the prompts the model was trained with, so every later stage applies them without flags."""
+def _save_prompts(model, settings: EncoderSettings) -> None:
+    """Keep the prompts in sentence-transformers' own config too, so `SentenceTransformer(path)` users get them."""
     prompts = dict(getattr(model, "prompts", None) or {})
-    if config.query_prompt:
-        prompts["query"] = config.query_prompt
-    if config.document_prompt:
-        prompts["document"] = config.document_prompt
-    if prompts:
-        model.prompts = prompts
-
-
-def _prompts(config: TrainConfig, columns: dict) -> dict[str, str] | None:
-    """Per-column prompts: the query prompt for the anchor, the document prompt for the rest."""
-    prompts = {}
-    for column in columns:
-        prompt = config.query_prompt if column == "anchor" else config.document_prompt
-        if prompt:
-            prompts[column] = prompt
-    return prompts or None
+    for key, value in (("query", settings.query_prompt), ("document", settings.document_prompt)):
+        if value:
+            prompts[key] = value
+        else:
+            prompts.pop(key, None)
+    model.prompts = prompts

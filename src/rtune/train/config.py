@@ -5,48 +5,64 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from rtune.eval.metrics import parse_metric
+from rtune.models.encoder_options import EncoderOptions
 from rtune.models.loading import DEFAULT_MODEL
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
+DEFAULT_QUERY_LENGTH = 64
+DEFAULT_PASSAGE_LENGTH = 256
 
 
-class TrainConfig(BaseModel):
-    """Everything `rtune train` needs."""
-
-    model_config = ConfigDict(extra="forbid")
+class TrainConfig(EncoderOptions):
+    """Everything `rtune train` needs. The encoder settings (prompts, instruction and format, lengths,
+    document text rule) are saved with the model and applied identically by mine, eval and the Retriever."""
 
     groups: Path = Field(description="training groups: a groups.jsonl or a `rtune mine` output folder")
-    output: Path
-    model: str = Field(DEFAULT_MODEL, description="base model: folder or hub id")
+    output: Path = Field(description="folder for the trained model (a sentence-transformers folder)")
+    model: str = Field(DEFAULT_MODEL, description="model to start from: folder or hub id")
     dataset: Path | None = Field(None, description="prepared dataset for the dev evaluation each epoch")
-    dev_split: str = "dev"
+    dev_split: str = Field("dev", description="split of --dataset used to pick the best epoch")
     loss: str = Field("mnrl", description="mnrl (in-batch + hard negatives) or cached_mnrl (GradCache)")
-    group_size: int = Field(2, ge=1, description="texts per query: 1 positive + (group_size - 1) hard negatives")
-    epochs: int = Field(1, ge=1)
-    batch_size: int = Field(32, ge=2)
+    group_size: int = Field(2, ge=1, description="texts per row: 1 positive + (group_size - 1) hard negatives")
+    positives: Literal["all", "sample"] = Field(
+        "all", description="all: every (query, positive) pair is a row each epoch; sample: one positive per query "
+        "per epoch, cycling through them")
+    epochs: int = Field(1, ge=1, description="passes over the rows; negatives are drawn afresh each epoch")
+    batch_size: int = Field(32, ge=2, description="rows per batch (in-batch negatives come from the other rows)")
     mini_batch_size: int = Field(32, ge=1, description="cached_mnrl: texts encoded at once")
-    learning_rate: float = Field(2e-5, gt=0)
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    max_query_length: int = Field(64, ge=4)
-    max_passage_length: int = Field(256, ge=8)
+    learning_rate: float = Field(2e-5, gt=0, description="peak learning rate")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of steps with a linear warm-up")
     scale: float = Field(20.0, gt=0, description="inverse temperature of the contrastive softmax")
     max_queries: int | None = Field(None, ge=1, description="cap on training queries (a seeded sample), for CPU budgets")
     metric_for_best: str = Field("ndcg@10", description="dev metric that picks the best epoch")
-    precision: Precision = "auto"
-    seed: int = 42
-    device: str | None = None
-    query_prompt: str | None = None
-    document_prompt: str | None = None
-    overwrite: bool = False
+    precision: Precision = Field("auto", description="auto: bf16/fp16 on CUDA, fp32 on CPU")
+    seed: int = Field(42, description="seed for sampling, negatives and training")
+    allow_collapsed: bool = Field(False, description="train even when most queries have no negative")
+    overwrite: bool = Field(False, description="replace an existing --output")
 
     @field_validator("metric_for_best")
     @classmethod
     def _known_metric(cls, value: str) -> str:
         parse_metric(value)
         return value
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, value: str) -> str:
+        from rtune.errors import check_choice
+        from rtune.train.losses import LOSSES
+
+        return check_choice("loss", value, LOSSES)
+
+    @model_validator(mode="after")
+    def _precision_fits_device(self):
+        from rtune.train.precision import precision_flags
+
+        precision_flags(self.precision, self.device)  # fp16 without CUDA fails here, before any work
+        return self
 
     def groups_file(self) -> Path:
         from rtune.data.groups import groups_path

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from rtune.errors import check_choice
-from rtune.train.config import TrainConfig
 
-
-def _mnrl(model, config: TrainConfig):
+def _mnrl(model, config):
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
     return MultipleNegativesRankingLoss(model, scale=config.scale)
 
 
-def _cached_mnrl(model, config: TrainConfig):
+def _cached_mnrl(model, config):
     from sentence_transformers.sentence_transformer.losses import CachedMultipleNegativesRankingLoss
 
     return CachedMultipleNegativesRankingLoss(model, scale=config.scale, mini_batch_size=config.mini_batch_size)
@@ -23,5 +20,5 @@ def _cached_mnrl(model, config: TrainConfig):
 LOSSES: dict[str, Callable] = {"mnrl": _mnrl, "cached_mnrl": _cached_mnrl}
 
 
-def build_loss(model, config: TrainConfig):
-    return LOSSES[check_choice("loss", config.loss, LOSSES)](model, config)
+def build_loss(model, config):
+    return LOSSES[config.loss](model, config)

@@ -16,7 +16,9 @@ def append_lineage(model_dir: Path, lineage: dict) -> None:
         "",
         f"- base model: `{lineage['base_model']}`",
         f"- training groups: `{lineage['groups']['path']}` (sha256 `{lineage['groups']['sha256'][:16]}...`)",
-        f"- training rows: {lineage['rows']['rows']} (skipped without negatives: {lineage['rows']['skipped_no_negatives']})",
+        f"- training rows per epoch: {lineage['rows']['rows']} from {lineage['rows']['queries']} queries and "
+        f"{lineage['rows']['positives']} positives (queries without negatives: {lineage['rows']['queries_without_negatives']})",
+        f"- encoder settings (saved in rtune_encoder.json): `{json.dumps(lineage['encoder_settings'])}`",
     ]
     if lineage.get("dataset"):
         section.append(f"- dev evaluation: `{lineage['dataset']}` split `{lineage['dev_split']}`")
