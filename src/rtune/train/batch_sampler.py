@@ -56,6 +56,13 @@ def plan_batches(keys: Sequence[RowKeys], indices: list[int], batch_size: int) -
     return batches
 
 
+def no_conflicts(keys: Sequence[RowKeys]) -> list[RowKeys]:
+    """Keys that never conflict: for losses that see only each row's own texts (no in-batch negatives), the
+    sampler then yields a plain seeded shuffle of the epoch's block."""
+    empty = RowKeys(frozenset(), frozenset())
+    return [empty] * len(keys)
+
+
 class KnownPositiveBatchSampler(DefaultBatchSampler):
     """`batch_sampler` for sentence-transformers' trainer: conflict-free batches of the current epoch's block.
 

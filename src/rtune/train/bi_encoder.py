@@ -18,8 +18,9 @@ from rtune.models.loading import display_name, load_bi_encoder, resolve_model
 from rtune.models.settings import EncoderSettings
 from rtune.train.config import DEFAULT_PASSAGE_LENGTH, DEFAULT_QUERY_LENGTH, TrainConfig
 from rtune.train.examples import TrainingRows, build_rows, check_rows, sample_queries
-from rtune.train.losses import build_loss
+from rtune.train.losses import build_loss, needs_teacher_scores, uses_in_batch_negatives
 from rtune.train.precision import precision_flags
+from rtune.train.teacher_scores import groups_teacher, require_teacher_scores
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 def _training_arguments(config: TrainConfig, checkpoints: Path, has_dev: bool, rows: TrainingRows):
     from sentence_transformers import SentenceTransformerTrainingArguments
 
-    from rtune.train.batch_sampler import KnownPositiveBatchSampler
+    from rtune.train.batch_sampler import KnownPositiveBatchSampler, no_conflicts
 
     strategy = "epoch" if has_dev else "no"
     return SentenceTransformerTrainingArguments(
@@ -41,8 +42,9 @@ def _training_arguments(config: TrainConfig, checkpoints: Path, has_dev: bool, r
         data_seed=config.seed,
         # In-batch negatives must not be positives in disguise: no batch holds a passage twice, nor a
         # known positive of any row's query; epoch e trains on its own block of rows (fresh negatives).
-        batch_sampler=functools.partial(KnownPositiveBatchSampler, keys=rows.keys, rows_per_epoch=rows.rows_per_epoch,
-                                        blocks=rows.epochs),
+        # A loss over each row's own group alone (kl, margin_mse, mean_margin) has no such conflict.
+        batch_sampler=functools.partial(KnownPositiveBatchSampler, rows_per_epoch=rows.rows_per_epoch, blocks=rows.epochs,
+                                        keys=rows.keys if uses_in_batch_negatives(config) else no_conflicts(rows.keys)),
         eval_strategy=strategy,
         save_strategy="epoch" if has_dev else "no",
         load_best_model_at_end=has_dev,
@@ -102,8 +104,12 @@ def train_bi_encoder(config: TrainConfig) -> dict:
 
     started = time.time()
     ensure_new_output(config.output, config.overwrite)
-    groups = sample_queries(list(read_groups(config.groups_file())), config.max_queries, config.seed)
-    rows = build_rows(groups, config.group_size, config.seed, config.epochs, config.positives)
+    groups = list(read_groups(config.groups_file()))
+    distil = needs_teacher_scores(config.loss)
+    if distil:
+        require_teacher_scores(groups, config.groups_file(), config.loss, config.teacher_scores)  # before any model loads
+    groups = sample_queries(groups, config.max_queries, config.seed)
+    rows = build_rows(groups, config.group_size, config.seed, config.epochs, config.positives, teacher_scores=distil)
     check_rows(rows, config.group_size, config.allow_collapsed, str(config.groups_file()))
     counts = rows.counts
     log.info("%d training rows per epoch from %d queries and %d positives (%s positives, fresh negatives each epoch)",
@@ -144,6 +150,8 @@ def train_bi_encoder(config: TrainConfig) -> dict:
             "best": best,
             "base_dev": {k.removeprefix("dev_"): v for k, v in base_dev.items()},
             "encoder_settings": settings.as_dict(),
+            "loss": config.loss,
+            "teacher": groups_teacher(config.groups_file()) if distil else None,
         }
         if best and base_dev and best[config.metric_for_best] <= summary["base_dev"][config.metric_for_best]:
             log.warning("the best epoch (%s=%.4f) does not beat the starting model on dev (%.4f)", config.metric_for_best,

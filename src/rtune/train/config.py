@@ -12,6 +12,7 @@ from rtune.models.encoder_options import EncoderOptions
 from rtune.models.loading import DEFAULT_MODEL
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
+TeacherScale = Literal["logits", "probabilities"]  # rtune.train.distill_losses.TEACHER_SCALES
 DEFAULT_QUERY_LENGTH = 64
 DEFAULT_PASSAGE_LENGTH = 256
 
@@ -25,7 +26,9 @@ class TrainConfig(EncoderOptions):
     model: str = Field(DEFAULT_MODEL, description="model to start from: folder or hub id")
     dataset: Path | None = Field(None, description="prepared dataset for the dev evaluation each epoch")
     dev_split: str = Field("dev", description="split of --dataset used to pick the best epoch")
-    loss: str = Field("mnrl", description="mnrl (in-batch + hard negatives) or cached_mnrl (GradCache)")
+    loss: str = Field("mnrl", description="mnrl (in-batch + hard negatives), cached_mnrl (GradCache), or distillation of "
+                      "`rtune score` teacher scores: kl (listwise KL over each group), margin_mse, mean_margin (hinge, "
+                      "no teacher scores)")
     group_size: int = Field(2, ge=1, description="texts per row: 1 positive + (group_size - 1) hard negatives")
     positives: Literal["all", "sample"] = Field(
         "all", description="all: every (query, positive) pair is a row each epoch; sample: one positive per query "
@@ -35,7 +38,13 @@ class TrainConfig(EncoderOptions):
     mini_batch_size: int = Field(32, ge=1, description="cached_mnrl: texts encoded at once")
     learning_rate: float = Field(2e-5, gt=0, description="peak learning rate")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of steps with a linear warm-up")
-    scale: float = Field(20.0, gt=0, description="inverse temperature of the contrastive softmax")
+    scale: float = Field(20.0, gt=0, description="inverse temperature of the student's similarity (mnrl, cached_mnrl, kl, margin_mse)")
+    teacher_temperature: float = Field(1.0, gt=0, description="kl: the teacher's logits are divided by it before its softmax")
+    contrastive_weight: float = Field(0.0, ge=0, description="kl: weight of an added in-batch contrastive (mnrl) term")
+    margin: float = Field(0.2, description="mean_margin: hinge margin on sim(q, pos) - mean sim(q, neg) (cosine units)")
+    teacher_scores: TeacherScale = Field(
+        "logits", description="kl, margin_mse: scale of the groups' teacher scores; probabilities (0-1) are turned into "
+        "logits log(p / (1 - p)) first")
     max_queries: int | None = Field(None, ge=1, description="cap on training queries (a seeded sample), for CPU budgets")
     metric_for_best: str = Field("ndcg@10", description="dev metric that picks the best epoch")
     precision: Precision = Field("auto", description="auto: bf16/fp16 on CUDA, fp32 on CPU")
@@ -56,6 +65,18 @@ class TrainConfig(EncoderOptions):
         from rtune.train.losses import LOSSES
 
         return check_choice("loss", value, LOSSES)
+
+    @model_validator(mode="after")
+    def _loss_options_fit(self):
+        from rtune.errors import InputError
+        from rtune.train.losses import DISTILL_OPTIONS, GROUP_LOSSES
+
+        for name, losses in DISTILL_OPTIONS.items():
+            if name in self.model_fields_set and self.loss not in losses:
+                raise InputError(f"--{name.replace('_', '-')} is read only by --loss {' or '.join(losses)}, not by --loss {self.loss}")
+        if self.loss in GROUP_LOSSES and self.group_size < 2:
+            raise InputError(f"--loss {self.loss} compares each positive with its negatives: it needs --group-size 2 or more")
+        return self
 
     @model_validator(mode="after")
     def _precision_fits_device(self):

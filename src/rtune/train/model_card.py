@@ -18,8 +18,15 @@ def append_lineage(model_dir: Path, lineage: dict) -> None:
         f"- training groups: `{lineage['groups']['path']}` (sha256 `{lineage['groups']['sha256'][:16]}...`)",
         f"- training rows per epoch: {lineage['rows']['rows']} from {lineage['rows']['queries']} queries and "
         f"{lineage['rows']['positives']} positives (queries without negatives: {lineage['rows']['queries_without_negatives']})",
-        f"- encoder settings (saved in rtune_encoder.json): `{json.dumps(lineage['encoder_settings'])}`",
     ]
+    if lineage.get("encoder_settings"):
+        section.append(f"- encoder settings (saved in rtune_encoder.json): `{json.dumps(lineage['encoder_settings'])}`")
+    if lineage.get("loss"):
+        section.append(f"- loss: `{lineage['loss']}`")
+    if lineage.get("teacher"):
+        teacher = lineage["teacher"]
+        section.append(f"- teacher (scores of the training groups): `{teacher.get('name')}`, settings "
+                       f"`{json.dumps(teacher.get('settings', {}))}`")
     if lineage.get("dataset"):
         section.append(f"- dev evaluation: `{lineage['dataset']}` split `{lineage['dev_split']}`")
     if lineage.get("best"):
