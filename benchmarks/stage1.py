@@ -69,10 +69,14 @@ def step_mine(dataset: str, out: str, language: str, budget: Budget) -> dict:
                            language=language, seed=budget.seed, overwrite=True))
 
 
+EVAL_PASSAGE_LENGTH = 256  # every dense system is evaluated at MiniLM's full length, whatever it trained at
+
+
 def step_eval(dataset: str, model: str, language: str) -> dict:
     from rtune.eval.evaluate import EvalConfig, evaluate
 
-    return evaluate(EvalConfig(dataset=dataset, model=model, split="test", language=language, ks=[1, 5, 10, 25, 100]))
+    return evaluate(EvalConfig(dataset=dataset, model=model, split="test", language=language, ks=[1, 5, 10, 25, 100],
+                               max_passage_length=EVAL_PASSAGE_LENGTH))
 
 
 def step_train(groups: str, dataset: str | None, out: str, model: str, budget: Budget, group_size: int) -> dict:
@@ -93,7 +97,7 @@ def write_peer_pairs(groups: str, out: str, budget: Budget) -> int:
     from rtune.train.examples import build_rows, sample_queries
 
     chosen = sample_queries(list(read_groups(Path(groups) / "groups.jsonl")), budget.max_queries, budget.seed)
-    columns, _ = build_rows(chosen, group_size=1, seed=budget.seed)
+    columns = build_rows(chosen, group_size=1, seed=budget.seed).columns
     with open(out, "w", encoding="utf-8") as handle:
         for anchor, positive in zip(columns["anchor"], columns["positive"]):
             handle.write(json.dumps({"anchor": anchor, "positive": positive}, ensure_ascii=False) + "\n")
@@ -146,7 +150,9 @@ def render(results: dict, budget_name: str, budget: Budget, command: str, starte
              f"- budget: {json.dumps(asdict(budget))}",
              f"- stage 1 = all-MiniLM-L6-v2 + MultipleNegativesRankingLoss with {budget.group_size - 1} BM25 negative(s) per query "
              f"(sampled from {budget.negatives} mined from ranks {budget.rank_range}) + in-batch negatives; peer = the same base, loss and hyper-parameters on the same "
-             "queries with in-batch negatives only (benchmarks/peer_sentence_transformers.py)", ""]
+             "queries with in-batch negatives only (benchmarks/peer_sentence_transformers.py)",
+             f"- document text = title + text (the rtune default); every dense system is evaluated with passages of up to {EVAL_PASSAGE_LENGTH} tokens "
+             "(an explicit --max-passage-length, overriding the 128 saved by training at this budget)", ""]
     for name, result in results.items():
         sizes = result["split_sizes"]
         lines += [f"### {name} (train {sizes['train']['queries']} / dev {sizes['dev']['queries']} / test {sizes['test']['queries']} queries)", "",

@@ -171,3 +171,27 @@ def test_query_split_never_refuses_its_own_split(seed):
 def test_cacm_title_only_duplicates_split_by_query_cleanly(tmp_path):
     stats = prepare(PrepareConfig(input=data_path("cacm"), output=tmp_path / "cacm", resplit=True, split_by="query"))
     assert stats["true_leaks"] == 0 and stats["documents"] == 3204
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("neg_scores", [float("nan"), 1.0], "'neg_scores'[0] must be a finite number, got nan"),
+    ("neg_scores", ["0.5", 1.0], "'neg_scores'[0] must be a finite number, got '0.5'"),
+    ("pos_scores", [float("inf")], "'pos_scores'[0] must be a finite number, got inf"),
+    ("neg_miner_scores", [None, True], "'neg_miner_scores'[1] must be a finite number or null, got True"),
+    ("neg_valid_pos", [[0], [3]], "'neg_valid_pos'[1] must be a list of positive indices"),
+])
+def test_groups_scores_are_checked_on_read(tmp_path, field, value, message):
+    path = tmp_path / "groups.jsonl"
+    good = {"query": "q", "pos": ["p"], "neg": ["a", "b"]}
+    path.write_text(json.dumps(good) + "\n" + json.dumps({**good, field: value}) + "\n")
+    with pytest.raises(InputError) as err:
+        list(read_groups(path))
+    assert str(err.value).startswith(f"{path}:2: ") and message in str(err.value)
+
+
+def test_miner_scores_never_land_in_the_teacher_fields(tmp_path):
+    folder = write_beir(tmp_path / "ds")
+    mine(MineConfig(dataset=folder, output=tmp_path / "m", range="1-8", negatives=2, backfill="random"))
+    raw = [json.loads(line) for line in (tmp_path / "m" / "groups.jsonl").read_text().splitlines()]
+    assert all("pos_scores" not in row and "neg_scores" not in row for row in raw)
+    assert all(len(row["neg_miner_scores"]) == len(row["neg"]) and len(row["pos_miner_scores"]) == 1 for row in raw)
