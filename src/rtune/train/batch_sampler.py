@@ -11,7 +11,7 @@ of rows per epoch (fresh negatives); epoch e draws from block e.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Sized
 
 from sentence_transformers.base.sampler import DefaultBatchSampler
 
@@ -56,11 +56,10 @@ def plan_batches(keys: Sequence[RowKeys], indices: list[int], batch_size: int) -
     return batches
 
 
-def no_conflicts(keys: Sequence[RowKeys]) -> list[RowKeys]:
-    """Keys that never conflict: for losses that see only each row's own texts (no in-batch negatives), the
-    sampler then yields a plain seeded shuffle of the epoch's block."""
-    empty = RowKeys(frozenset(), frozenset())
-    return [empty] * len(keys)
+def no_conflicts(rows: Sized) -> list[RowKeys]:
+    """One never-conflicting key per row: for losses that see only each row's own texts (no in-batch
+    negatives, a cross-encoder), the sampler then yields a plain seeded shuffle of the epoch's block."""
+    return [RowKeys(frozenset(), frozenset())] * len(rows)
 
 
 class KnownPositiveBatchSampler(DefaultBatchSampler):

@@ -29,6 +29,10 @@ def append_lineage(model_dir: Path, lineage: dict) -> None:
                        f"`{json.dumps(teacher.get('settings', {}))}`")
     if lineage.get("dataset"):
         section.append(f"- dev evaluation: `{lineage['dataset']}` split `{lineage['dev_split']}`")
+    if lineage.get("first_stage"):
+        first = lineage["first_stage"]
+        section.append(f"- dev evaluation reranks the top {first['rerank_top']} of `{first['ranker']}` (alone: "
+                       f"{lineage['metric_for_best']} = {first['dev'][lineage['metric_for_best']]:.4f})")
     if lineage.get("best"):
         section.append(f"- best checkpoint: epoch {lineage['best']['epoch']} ({lineage['metric_for_best']} = "
                        f"{lineage['best'][lineage['metric_for_best']]:.4f}; base model: {lineage['base_dev'][lineage['metric_for_best']]:.4f})")

@@ -1,0 +1,168 @@
+"""Stage `train-reranker`: fine-tune a cross-encoder on training groups with sentence-transformers'
+CrossEncoder trainer; dev evaluation reranks a first stage's top candidates every epoch; best epoch kept."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from rtune.data.atomic import atomic_dir, ensure_new_output
+from rtune.data.beir import read_beir
+from rtune.data.dataset import RetrievalDataset
+from rtune.data.groups import read_groups
+from rtune.data.manifest import path_fingerprint, read_manifest, write_manifest
+from rtune.errors import InputError
+from rtune.eval.metrics import DEFAULT_KS, DEFAULT_METRICS, metric_names
+from rtune.models.loading import check_model_name, display_name, resolve_model
+from rtune.train.cross_encoder_config import RerankerTrainConfig
+from rtune.train.examples import build_rows, check_rows, sample_queries
+from rtune.train.precision import precision_flags
+from rtune.train.reranker_losses import PAIRWISE, build_reranker_loss
+from rtune.train.reranker_rows import list_columns, pair_columns
+
+log = logging.getLogger(__name__)
+
+
+def load_reranker_base(name: str, max_length: int, device: str | None = None, seed: int = 42):
+    """A one-logit CrossEncoder from a cross-encoder (its head kept) or an encoder (a new head, seeded)."""
+    from sentence_transformers import CrossEncoder
+    from transformers import set_seed
+
+    resolved = resolve_model(name)
+    check_model_name(resolved)
+    path = Path(resolved)
+    if path.is_dir() and not any(path.iterdir()):
+        raise InputError("model folder is empty", resolved)
+    set_seed(seed)  # the initial weights of a new head
+    try:
+        model = CrossEncoder(resolved, num_labels=1, max_length=max_length, device=device)
+    except Exception as err:  # the loaders raise many types (OSError, ValueError, size mismatches...)
+        raise InputError(f"model does not load as a one-score cross-encoder: {type(err).__name__}: {err}", resolved) from err
+    positions = getattr(model.config, "max_position_embeddings", None) or max_length
+    model.max_seq_length = min(max_length, positions)  # never past the position table
+    return model
+
+
+def document_rule(config: RerankerTrainConfig) -> bool:
+    """use_title: the option, else the rule the groups were mined with, else on (the rtune default)."""
+    if config.use_title is not None:
+        return config.use_title
+    mined = (read_manifest(config.groups_file().parent).get("config") or {}).get("document_text", {}).get("use_title")
+    return True if mined is None else bool(mined)
+
+
+def dev_evaluator(config: RerankerTrainConfig, dataset: RetrievalDataset, use_title: bool):
+    """(evaluator, first-stage dev metrics): the first stage ranks the dev queries once, `rtune eval`'s way."""
+    from rtune.data.text import document_text
+    from rtune.eval.evaluate import EvalConfig, build_ranker, evaluate_ranker
+    from rtune.train.rerank_evaluator import RerankDevEvaluator
+
+    family, k = config.metric_for_best.split("@")
+    names = metric_names(dict.fromkeys([*DEFAULT_METRICS, family]), sorted(set(DEFAULT_KS) | {int(k)}))
+    first = EvalConfig(dataset=config.dataset, model=config.first_stage, split=config.dev_split, language=config.language,
+                       use_title=use_title, device=config.device, encode_batch_size=config.eval_batch_size)
+    means, _, run = evaluate_ranker(build_ranker(first, dataset), dataset, config.dev_split, names, depth=config.rerank_top)
+    log.info("first stage %s on %s: %s", config.first_stage, config.dev_split,
+             ", ".join(f"{m}={means[m]:.4f}" for m in names if m.endswith("@10")))
+    queries = {qid: q.text for qid, q in dataset.split_queries(config.dev_split).items()}
+    texts = {doc_id: document_text(dataset.corpus[doc_id], use_title) for docs in run.values() for doc_id in docs}
+    evaluator = RerankDevEvaluator(run, queries, texts, dataset.require_split(config.dev_split), names,
+                                   primary=config.metric_for_best, top_k=config.rerank_top, batch_size=config.eval_batch_size)
+    return evaluator, means
+
+
+def _training_arguments(config: RerankerTrainConfig, checkpoints: Path, has_dev: bool, per_epoch: int):
+    from sentence_transformers.cross_encoder import CrossEncoderTrainingArguments
+
+    from rtune.train.batch_sampler import KnownPositiveBatchSampler, no_conflicts
+
+    return CrossEncoderTrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio in Transformers v5
+        seed=config.seed,
+        data_seed=config.seed,
+        # epoch e trains on its own block of rows (fresh negatives), shuffled; no in-batch negatives here
+        batch_sampler=functools.partial(KnownPositiveBatchSampler, keys=no_conflicts(range(per_epoch * config.epochs)),
+                                        rows_per_epoch=per_epoch, blocks=config.epochs),
+        eval_strategy="epoch" if has_dev else "no",
+        save_strategy="epoch" if has_dev else "no",
+        load_best_model_at_end=has_dev,
+        metric_for_best_model=f"eval_dev_{config.metric_for_best}" if has_dev else None,
+        greater_is_better=True,
+        save_total_limit=1 if has_dev else None,
+        save_only_model=True,
+        logging_steps=10,
+        report_to="none",
+        disable_tqdm=False,
+        dataloader_pin_memory=False,
+        use_cpu=config.device == "cpu",
+        **precision_flags(config.precision, config.device),
+    )
+
+
+def train_cross_encoder(config: RerankerTrainConfig) -> dict:
+    """Train, keep the best epoch by the reranked dev metric, save a CrossEncoder folder at `config.output`
+    with a lineage model card and `rtune_manifest.json`. Returns rows, dev history, best epoch, first stage."""
+    from datasets import Dataset
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer
+
+    started = time.time()
+    ensure_new_output(config.output, config.overwrite)
+    groups = sample_queries(list(read_groups(config.groups_file())), config.max_queries, config.seed)
+    rows = build_rows(groups, config.group_size, config.seed, config.epochs, config.positives)
+    check_rows(rows, config.group_size, config.allow_collapsed, str(config.groups_file()))
+    pairwise = PAIRWISE[config.loss]
+    columns = pair_columns(rows) if pairwise else list_columns(rows)
+    per_epoch = rows.rows_per_epoch * (config.group_size if pairwise else 1)
+    log.info("%d training %s per epoch from %d queries and %d positives (fresh negatives each epoch)", per_epoch,
+             "pairs" if pairwise else "groups", rows.counts["queries"], rows.counts["positives"])
+    use_title = document_rule(config)
+    dataset = read_beir(config.dataset) if config.dataset else None
+    check_model_name(resolve_model(config.model))  # a missing folder fails before the first stage runs
+    evaluator, first_dev = None, {}
+    if dataset is not None:
+        evaluator, first_dev = dev_evaluator(config, dataset, use_title)
+    model = load_reranker_base(config.model, config.max_length, config.device, config.seed)
+    if evaluator is None:
+        log.info("no --dataset given: no dev evaluation; the last epoch is kept")
+    with atomic_dir(config.output, overwrite=config.overwrite) as tmp:
+        base_dev = evaluator(model, epoch=0, steps=0) if evaluator else {}
+        trainer = CrossEncoderTrainer(model=model, args=_training_arguments(config, tmp / "checkpoints", evaluator is not None, per_epoch),
+                                      train_dataset=Dataset.from_dict(columns), evaluator=evaluator,
+                                      loss=build_reranker_loss(config.loss, model, config.group_size - 1))
+        train_started = time.time()
+        trainer.train()
+        train_seconds = time.time() - train_started
+        shutil.rmtree(tmp / "checkpoints", ignore_errors=True)
+        model.save(str(tmp))
+        history = evaluator.history if evaluator else []
+        best = max(history[1:], key=lambda h: h[config.metric_for_best]) if len(history) > 1 else None
+        summary = {
+            "rows": rows.counts,
+            "examples_per_epoch": per_epoch,
+            "train_seconds": round(train_seconds, 2),
+            "examples_per_second": round(per_epoch * config.epochs / train_seconds, 3),
+            "loss": config.loss,
+            "dev_history": history,
+            "best": best,
+            "base_dev": {k.removeprefix("dev_"): v for k, v in base_dev.items()},
+            "first_stage": {"ranker": config.first_stage, "rerank_top": config.rerank_top, "dev": first_dev} if evaluator else None,
+            "document_text": {"use_title": use_title},
+        }
+        if best and first_dev and best[config.metric_for_best] <= first_dev[config.metric_for_best]:
+            log.warning("the best epoch's reranking (%s=%.4f) does not beat the first stage alone on dev (%.4f)",
+                        config.metric_for_best, best[config.metric_for_best], first_dev[config.metric_for_best])
+        from rtune.train.model_card import append_lineage
+
+        append_lineage(tmp, {**summary, "base_model": display_name(config.model), "config": config.model_dump(mode="json"),
+                             "groups": path_fingerprint(config.groups_file()), "dataset": str(config.dataset or ""),
+                             "dev_split": config.dev_split, "metric_for_best": config.metric_for_best})
+        inputs = [config.groups_file()] + ([config.dataset] if config.dataset else [])
+        write_manifest(tmp, "train-reranker", config.model_dump(mode="json"), inputs, started, summary, name="rtune_manifest.json")
+    return summary

@@ -1,0 +1,73 @@
+"""The typed config of `rtune train-reranker`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from rtune.eval.metrics import parse_metric
+from rtune.models.loading import DEFAULT_MODEL
+from rtune.train.config import Precision
+
+
+class RerankerTrainConfig(BaseModel):
+    """Everything `rtune train-reranker` needs: groups, the base (a cross-encoder, or an encoder that gets a
+    new one-logit head), the loss, and the dev evaluation that reranks a first stage's top candidates."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    groups: Path = Field(description="training groups: a groups.jsonl or a `rtune mine` output folder")
+    output: Path = Field(description="folder for the trained reranker (a sentence-transformers CrossEncoder folder)")
+    model: str = Field(DEFAULT_MODEL, description="base: a cross-encoder folder or hub id, or an encoder (a new one-logit head)")
+    loss: str = Field("bce", description="bce (binary cross-entropy on query-passage pairs) or lambda (LambdaLoss over "
+                      "each group: positive + negatives)")
+    group_size: int = Field(4, ge=2, description="texts per group: 1 positive + (group_size - 1) negatives drawn afresh each epoch")
+    positives: Literal["all", "sample"] = Field(
+        "all", description="all: every (query, positive) pair makes a group each epoch; sample: one positive per query per epoch")
+    epochs: int = Field(1, ge=1, description="passes over the groups; negatives are drawn afresh each epoch")
+    batch_size: int = Field(16, ge=1, description="bce: pairs per batch; lambda: groups per batch")
+    learning_rate: float = Field(2e-5, gt=0, description="peak learning rate")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of steps with a linear warm-up")
+    max_length: int = Field(256, ge=8, description="tokens of query + passage")
+    max_queries: int | None = Field(None, ge=1, description="cap on training queries (a seeded sample), for CPU budgets")
+    use_title: bool | None = Field(None, description="document text = title + text when a title exists [default: the groups' miner's rule, else on]")
+    dataset: Path | None = Field(None, description="prepared dataset for the dev evaluation each epoch")
+    dev_split: str = Field("dev", description="split of --dataset used to pick the best epoch")
+    first_stage: str = Field("bm25", description="dev evaluation: the ranker whose top candidates are reranked (bm25, or a bi-encoder folder / hub id)")
+    rerank_top: int = Field(50, ge=1, description="dev evaluation: first-stage candidates reranked per query")
+    language: str = Field("en", description="BM25 first stage: stemmer/stopwords language (ISO code)")
+    metric_for_best: str = Field("ndcg@10", description="dev metric (of the reranked run) that picks the best epoch")
+    eval_batch_size: int = Field(64, ge=1, description="pairs scored / texts encoded at once in the dev evaluation")
+    precision: Precision = Field("auto", description="auto: bf16/fp16 on CUDA, fp32 on CPU")
+    device: str | None = Field(None, description="torch device, e.g. cpu or cuda [default: the best available]")
+    seed: int = Field(42, description="seed for sampling, negatives, the new head and training")
+    allow_collapsed: bool = Field(False, description="train even when most queries have no negative")
+    overwrite: bool = Field(False, description="replace an existing --output")
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, value: str) -> str:
+        from rtune.errors import check_choice
+        from rtune.train.reranker_losses import RERANKER_LOSSES
+
+        return check_choice("loss", value, RERANKER_LOSSES)
+
+    @field_validator("metric_for_best")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        parse_metric(value)
+        return value
+
+    @model_validator(mode="after")
+    def _precision_fits_device(self):
+        from rtune.train.precision import precision_flags
+
+        precision_flags(self.precision, self.device)  # fp16 without CUDA fails here, before any work
+        return self
+
+    def groups_file(self) -> Path:
+        from rtune.data.groups import groups_path
+
+        return groups_path(self.groups)

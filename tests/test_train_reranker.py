@@ -1,0 +1,137 @@
+"""`rtune train-reranker`: rows for bce / lambda, per-epoch blocks, dev reranking, best epoch, a new head on an
+encoder, the saved CrossEncoder folder with lineage and manifest, bad input before any work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rtune.data.records import TrainingGroup
+from rtune.errors import InputError
+from rtune.mine.run import MineConfig, mine
+from rtune.train.cross_encoder import _training_arguments, train_cross_encoder
+from rtune.train.cross_encoder_config import RerankerTrainConfig
+from rtune.train.examples import build_rows
+from rtune.train.reranker_rows import list_columns, pair_columns
+from tiny_rerankers import build_tiny_cross_encoder
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """(toy dataset, BM25-mined groups, a tiny random cross-encoder)."""
+    from conftest import write_beir
+
+    root = tmp_path_factory.mktemp("reranker")
+    data = write_beir(root / "toy")
+    mine(MineConfig(dataset=data, output=root / "mined", range="2-8", negatives=3, backfill="random"))
+    return data, root / "mined", build_tiny_cross_encoder(root / "tiny-ce")
+
+
+def _groups() -> list[TrainingGroup]:
+    return [TrainingGroup(query=f"q{q}", pos=(f"p{q}a", f"p{q}b"), neg=tuple(f"n{q}-{i}" for i in range(6)), query_id=str(q))
+            for q in range(3)]
+
+
+def test_pairs_and_lists_use_every_positive_with_fresh_negatives():
+    rows = build_rows(_groups(), group_size=3, seed=0, epochs=2)
+    pairs = pair_columns(rows)
+    assert len(pairs["query"]) == 2 * 6 * 3  # epochs x (query, positive) rows x group size
+    assert pairs["label"][:3] == [1.0, 0.0, 0.0] and pairs["passage"][0] == "p0a"
+    assert {p for p, label in zip(pairs["passage"][:18], pairs["label"]) if label == 1.0} == {f"p{q}{s}" for q in range(3) for s in "ab"}
+    lists = list_columns(rows)
+    assert len(lists["docs"]) == 12 and lists["docs"][0][0] == "p0a" and lists["label"][0] == [1.0, 0.0, 0.0]
+    first, second = lists["docs"][0][1:], lists["docs"][6][1:]
+    assert lists["query"][0] == lists["query"][6] and lists["docs"][6][0] == "p0a" and first != second  # fresh draw
+
+
+def test_each_epoch_trains_on_its_own_block(tmp_path):
+    from datasets import Dataset
+
+    args = _training_arguments(RerankerTrainConfig(groups=tmp_path, output=tmp_path / "m", epochs=2, batch_size=4), tmp_path, False, 10)
+    sampler = args.batch_sampler(Dataset.from_dict({"x": list(range(20))}), batch_size=4, drop_last=False, seed=0)
+    sampler.set_epoch(1)
+    assert sorted(i for batch in sampler for i in batch) == list(range(10, 20))
+
+
+def test_train_reranker_end_to_end_keeps_best_and_matches_eval_rerank(toy, tmp_path):
+    from sentence_transformers import CrossEncoder
+
+    from rtune.eval.evaluate import EvalConfig, evaluate
+
+    data, groups, tiny_ce = toy
+    out = tmp_path / "reranker"
+    config = RerankerTrainConfig(groups=groups, dataset=data, output=out, model=str(tiny_ce), epochs=2, batch_size=4,
+                                 learning_rate=1e-3, rerank_top=5, max_length=64, seed=0)
+    summary = train_cross_encoder(config)
+    assert [h["epoch"] for h in summary["dev_history"]] == [0, 1.0, 2.0]
+    assert summary["examples_per_epoch"] == 6 * 4 and summary["first_stage"]["ranker"] == "bm25"
+    model = CrossEncoder(str(out))
+    assert model.num_labels == 1 and np.isfinite(model.predict([("Who created Python?", "Python is a language.")])).all()
+    card = (out / "README.md").read_text()
+    assert "## rtune lineage" in card and "dev evaluation reranks the top 5 of `bm25`" in card and "- loss: `bce`" in card
+    manifest = json.loads((out / "rtune_manifest.json").read_text())
+    assert manifest["stage"] == "train-reranker" and manifest["stats"]["best"] == summary["best"]
+    assert not (out / "checkpoints").exists()
+    # the saved weights are the best epoch's, and the dev figure is `rtune eval --rerank`'s
+    means = evaluate(EvalConfig(dataset=data, model="bm25", split="dev", rerank=str(out), rerank_top=5, device="cpu"))
+    assert means["reranked.ndcg@10"] == pytest.approx(summary["best"]["ndcg@10"], abs=1e-6)
+    assert summary["first_stage"]["dev"]["ndcg@10"] == pytest.approx(means["ndcg@10"], abs=1e-9)
+
+
+def test_the_best_epoch_is_kept_not_the_last(toy, tmp_path, monkeypatch):
+    from sentence_transformers import CrossEncoder
+
+    from rtune.train.rerank_evaluator import RerankDevEvaluator
+
+    data, groups, tiny_ce = toy
+    rigged, probes = iter([0.5, 0.9, 0.2, 0.1]), []
+    original = RerankDevEvaluator.__call__
+
+    def call(self, model, output_path=None, epoch=-1, steps=-1):
+        metrics = original(self, model, output_path, epoch, steps)
+        probes.append(model.predict([("the cat sat", "the cat sat on the mat")])[0])
+        value = next(rigged)
+        self.history[-1]["ndcg@10"] = value
+        return {**metrics, "dev_ndcg@10": value}
+
+    monkeypatch.setattr(RerankDevEvaluator, "__call__", call)
+    summary = train_cross_encoder(RerankerTrainConfig(groups=groups, dataset=data, output=tmp_path / "m", model=str(tiny_ce),
+                                                      epochs=3, batch_size=4, learning_rate=1e-2, rerank_top=5, seed=0))
+    assert summary["best"]["epoch"] == 1.0
+    saved = CrossEncoder(str(tmp_path / "m")).predict([("the cat sat", "the cat sat on the mat")])[0]
+    assert saved == pytest.approx(probes[1], abs=1e-5) and saved != pytest.approx(probes[3], abs=1e-5)
+
+
+def test_lambda_on_an_encoder_gets_a_new_head_and_is_deterministic(tiny_model, toy, tmp_path):
+    from sentence_transformers import CrossEncoder
+
+    _, groups, _ = toy
+    scores = []
+    for run in ("a", "b"):
+        summary = train_cross_encoder(RerankerTrainConfig(groups=groups, output=tmp_path / run, model=str(tiny_model), loss="lambda",
+                                                          group_size=3, batch_size=2, learning_rate=1e-3, seed=3))
+        assert summary["examples_per_epoch"] == 6 and summary["best"] is None and summary["first_stage"] is None
+        model = CrossEncoder(str(tmp_path / run))
+        assert model.num_labels == 1
+        scores.append(model.predict([("the cat sat", "the cat sat on the mat"), ("dogs", "Paris is in France")]))
+    assert np.allclose(scores[0], scores[1])
+
+
+def test_bad_input_fails_before_any_work(toy, tmp_path):
+    data, groups, tiny_ce = toy
+    with pytest.raises(ValueError, match="unknown loss 'listnet'; valid: bce, lambda"):
+        RerankerTrainConfig(groups=groups, output=tmp_path / "m", loss="listnet")
+    with pytest.raises(ValueError, match="unknown metric"):
+        RerankerTrainConfig(groups=groups, output=tmp_path / "m", metric_for_best="f1@10")
+    with pytest.raises(InputError, match="no such folder"):
+        train_cross_encoder(RerankerTrainConfig(groups=groups, dataset=data, output=tmp_path / "m", model=str(tmp_path / "nope")))
+    with pytest.raises(InputError, match="nosplit"):
+        train_cross_encoder(RerankerTrainConfig(groups=groups, dataset=data, output=tmp_path / "m", model=str(tiny_ce), dev_split="nosplit"))
+    bad = tmp_path / "groups.jsonl"
+    bad.write_text('{"query": "q", "pos": ["p"], "neg": ["n"]}\n{"query": "q2", "pos": []}\n')
+    with pytest.raises(InputError, match=r"groups.jsonl:2: field 'pos' is empty"):
+        train_cross_encoder(RerankerTrainConfig(groups=bad, output=tmp_path / "m", model=str(tiny_ce)))
+    assert not (tmp_path / "m").exists()
