@@ -20,6 +20,7 @@ from rtune.errors import InputError
 from rtune.mine.filters import FalseNegativeFilter, PositiveAwareRules
 from rtune.mine.run import MineConfig, mine
 from rtune.mine.sampling import Candidate
+from rtune.models.settings import EncoderSettings
 
 
 def _beir_with_empty_documents(folder):
@@ -195,3 +196,33 @@ def test_miner_scores_never_land_in_the_teacher_fields(tmp_path):
     raw = [json.loads(line) for line in (tmp_path / "m" / "groups.jsonl").read_text().splitlines()]
     assert all("pos_scores" not in row and "neg_scores" not in row for row in raw)
     assert all(len(row["neg_miner_scores"]) == len(row["neg"]) and len(row["pos_miner_scores"]) == 1 for row in raw)
+
+
+def test_dense_paths_embed_the_title_too(tiny_model, tmp_path):
+    """The dense ranker, dense mining and the Retriever encode title + text, and a title-only record as its title."""
+    import numpy as np
+
+    from rtune.eval.rankers import DenseRanker
+    from rtune.index.encoder import SentenceTransformerEncoder
+    from rtune.index.retriever import Retriever
+    from rtune.models.loading import load_bi_encoder
+
+    seen: list[str] = []
+
+    class Recording(SentenceTransformerEncoder):
+        def encode_documents(self, texts, batch_size=64, show_progress=False):
+            seen.extend(texts)
+            return super().encode_documents(texts, batch_size, show_progress)
+
+    docs = [Document("a", "The Nile is long.", "Zambezi"), Document("b", "", "Glossary of Terms")]
+    encoder = Recording(load_bi_encoder(tiny_model))
+    DenseRanker(encoder, docs, show_progress=False).rank({"q": "nile"}, 2)
+    assert seen == ["Zambezi The Nile is long.", "Glossary of Terms"]
+    seen.clear()
+    Retriever(encoder).index_documents(docs)
+    assert seen == ["Zambezi The Nile is long.", "Glossary of Terms"]
+    seen.clear()
+    DenseRanker(Recording(load_bi_encoder(tiny_model), EncoderSettings(use_title=False)), docs, show_progress=False,
+                use_title=False).rank({"q": "nile"}, 2)
+    assert seen == ["The Nile is long.", "Glossary of Terms"]
+    assert np.isfinite(encoder.encode_documents(["x"])).all()
