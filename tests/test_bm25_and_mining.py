@@ -14,7 +14,7 @@ import pytest
 from conftest import TOY_DOCS, write_beir
 from rtune.data.groups import read_groups
 from rtune.errors import InputError
-from rtune.mine.bm25 import BM25Index
+from rtune.index.bm25 import BM25Index
 from rtune.mine.run import MineConfig, mine
 from rtune.mine.sampling import Candidate, RankRange, select_negatives
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -69,39 +69,77 @@ def _factory_string(index_type: str, n: int) -> str:
 class ApproximateIndex:
     """A FAISS approximate index built from the matrix in blocks (training on a seeded sample)."""
 
-    def __init__(self, matrix: np.ndarray, index_type: str, seed: int = 0, nprobe: int = 32, ef_search: int = 256,
-                 block_rows: int = BLOCK_ROWS) -> None:
+    def __init__(self, matrix: np.ndarray | None, index_type: str, seed: int = 0, nprobe: int = 32, ef_search: int = 256,
+                 block_rows: int = BLOCK_ROWS, index=None) -> None:
+        """Build over `matrix`, or wrap a ready FAISS `index` (e.g. one read by `load`)."""
         import faiss
 
-        n, dim = matrix.shape
-        self.index = faiss.index_factory(dim, _factory_string(index_type, n), faiss.METRIC_INNER_PRODUCT)
-        if not self.index.is_trained:
-            sample = np.sort(np.random.default_rng(seed).choice(n, size=min(n, 100_000), replace=False))
-            self.index.train(np.ascontiguousarray(matrix[sample], dtype=np.float32))
-        threads = faiss.omp_get_max_threads()
-        if index_type == "hnsw":
-            faiss.omp_set_num_threads(1)  # parallel HNSW insertion depends on thread timing; one thread is reproducible
-        try:
-            for start in range(0, n, block_rows):
-                self.index.add(np.ascontiguousarray(matrix[start : start + block_rows], dtype=np.float32))
-        finally:
-            faiss.omp_set_num_threads(threads)
+        check_choice("index type", index_type, INDEX_TYPES[1:])
+        self.index_type, self.seed, self.nprobe, self.ef_search = index_type, seed, nprobe, ef_search
+        self.index = index if index is not None else self._build(matrix, block_rows)
         if index_type == "ivf":
             faiss.extract_index_ivf(self.index).nprobe = nprobe
         else:
             faiss.ParameterSpace().set_index_parameter(self.index, "efSearch", ef_search)
-        log.info("built FAISS %s index over %d vectors", _factory_string(index_type, n), n)
+
+    def _build(self, matrix: np.ndarray, block_rows: int):
+        import faiss
+
+        n, dim = matrix.shape
+        index = faiss.index_factory(dim, _factory_string(self.index_type, n), faiss.METRIC_INNER_PRODUCT)
+        if not index.is_trained:
+            sample = np.sort(np.random.default_rng(self.seed).choice(n, size=min(n, 100_000), replace=False))
+            index.train(np.ascontiguousarray(matrix[sample], dtype=np.float32))
+        threads = faiss.omp_get_max_threads()
+        if self.index_type == "hnsw":
+            faiss.omp_set_num_threads(1)  # parallel HNSW insertion depends on thread timing; one thread is reproducible
+        try:
+            for start in range(0, n, block_rows):
+                index.add(np.ascontiguousarray(matrix[start : start + block_rows], dtype=np.float32))
+        finally:
+            faiss.omp_set_num_threads(threads)
+        log.info("built FAISS %s index over %d vectors", _factory_string(self.index_type, n), n)
+        return index
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         scores, positions = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, self.index.ntotal))
         return positions, scores
 
+    __call__ = search
+
+    def save(self, path: Path) -> None:
+        """Write the FAISS index to `path` (its search parameters are recorded by the caller)."""
+        import faiss
+
+        faiss.write_index(self.index, str(path))
+
+    @classmethod
+    def load(cls, path: Path, index_type: str, nprobe: int = 32, ef_search: int = 256) -> ApproximateIndex:
+        import faiss
+
+        return cls(None, index_type, nprobe=nprobe, ef_search=ef_search, index=faiss.read_index(str(path)))
+
+
+class ExactIndex:
+    """Brute-force inner product over the (possibly memory-mapped) matrix, block by block."""
+
+    index_type = "exact"
+
+    def __init__(self, matrix: np.ndarray) -> None:
+        self.matrix = matrix
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return exact_search(queries, self.matrix, k)
+
+    __call__ = search
+
 
 INDEX_TYPES: tuple[str, ...] = ("exact", "ivf", "hnsw")
 
 
-def make_searcher(matrix: np.ndarray, index_type: str = "exact", seed: int = 0) -> Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]:
-    """`search(queries, k) -> (positions, scores)` over `matrix` with the chosen index type."""
+def make_searcher(matrix: np.ndarray, index_type: str = "exact", seed: int = 0) -> ExactIndex | ApproximateIndex:
+    """A searcher over `matrix` with the chosen index type: `searcher(queries, k) -> (positions, scores)`."""
+    check_choice("index type", index_type, INDEX_TYPES)
     if index_type == "exact":
-        return lambda queries, k: exact_search(queries, matrix, k)
-    return ApproximateIndex(matrix, index_type, seed=seed).search
+        return ExactIndex(matrix)
+    return ApproximateIndex(matrix, index_type, seed=seed)

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import Field, field_validator
-from tqdm.auto import tqdm
 
 from rtune.data.atomic import atomic_dir, ensure_new_output
 from rtune.data.beir import read_beir
@@ -26,7 +25,9 @@ from rtune.data.manifest import write_manifest
 from rtune.data.records import TrainingGroup
 from rtune.data.text import describe_rule, document_text
 from rtune.errors import DataCollapsedError, InputError, check_choice
+from rtune.index.bm25 import dataset_language
 from rtune.index.dense_search import INDEX_TYPES
+from rtune.index.ranking import with_progress
 from rtune.mine.filters import FalseNegativeFilter, PositiveAwareRules, parse_window
 from rtune.mine.report import MiningReport
 from rtune.mine.sampling import STRATEGIES, Candidate, RankRange, select_negatives
@@ -37,32 +38,38 @@ log = logging.getLogger(__name__)
 
 REPORT_FILE = "mining_report.json"
 BACKFILL = ("none", "random")
+# method name -> builder of its candidate source over the corpus texts (filled below the config); miners register here.
+MINERS: dict[str, Callable[[MineConfig, list[str]], CandidateSource]] = {}
 
 
 class MineConfig(EncoderOptions):
     """Everything `rtune mine` needs (encoder options apply to `--method dense`)."""
 
-    dataset: Path
-    output: Path
-    method: str = Field("bm25", description="miner: bm25 or dense (needs --model)")
+    dataset: Path = Field(description="prepared dataset folder (`rtune prepare` output)")
+    output: Path = Field(description="new folder for groups.jsonl, mining_report.json and manifest.json")
+    method: str = Field("bm25", description="miner (dense needs --model)", json_schema_extra={"choices": MINERS.keys()})
     model: str | None = Field(None, description="dense miner: model folder or hub id (e.g. the previous stage)")
-    split: str = "train"
+    split: str = Field("train", description="split whose queries get training groups")
     range: str = Field("2-200", description="1-based inclusive rank range to sample from")
     negatives: int = Field(15, ge=1, description="negatives per query")
-    strategy: str = Field("random", description=f"how to pick within the range: {', '.join(STRATEGIES)}")
+    strategy: str = Field("random", description="how to pick within the range (window: by score, see --window)",
+                          json_schema_extra={"choices": STRATEGIES})
     window: str = Field("0.5-0.95", description="strategy window: scores within LO-HI x the positive's score")
     max_score_ratio: float | None = Field(None, gt=0, description="drop candidates scoring above this x the positive (e.g. 0.95)")
     margin: float | None = Field(None, description="drop candidates scoring above the positive minus this margin")
     max_score: float | None = Field(None, description="drop candidates scoring above this absolute score")
-    backfill: str = Field("none", description=f"when too few survive: {', '.join(BACKFILL)} (random corpus documents)")
+    backfill: str = Field("none", description="when too few survive: none, or random corpus documents",
+                          json_schema_extra={"choices": BACKFILL})
     previous_groups: Path | None = Field(None, description="previous round's groups (file or folder) to mix negatives from")
     previous_fraction: float = Field(0.5, ge=0, le=1, description="share of negatives taken from --previous-groups")
-    seed: int = 42
-    language: str = Field("en", description="BM25 stemmer/stopwords language (ISO code)")
-    index_type: str = Field("exact", description=f"dense search: {', '.join(INDEX_TYPES)}")
+    seed: int = Field(42, description="seed for sampling negatives and backfill")
+    language: str | None = Field(None, description="BM25 stemmer/stopwords language (ISO code, e.g. en, de, vi) "
+                                 "[default: the dataset's, recorded by `rtune prepare --language`, else en]")
+    index_type: str = Field("exact", description="dense search: exact, or an approximate FAISS index for big corpora",
+                            json_schema_extra={"choices": INDEX_TYPES})
     batch_size: int = Field(1024, ge=1, description="queries searched per batch")
     allow_collapsed: bool = Field(False, description="write the groups even when most queries kept no negative")
-    overwrite: bool = False
+    overwrite: bool = Field(False, description="replace an existing --output")
 
 
     @field_validator("range")
@@ -88,7 +95,7 @@ class MineConfig(EncoderOptions):
 
 
 def _bm25(config: MineConfig, texts: list[str]) -> CandidateSource:
-    return BM25Source(texts, language=config.language)
+    return BM25Source(texts, language=dataset_language(config.language, config.dataset))
 
 
 def _dense(config: MineConfig, texts: list[str]) -> CandidateSource:
@@ -96,8 +103,7 @@ def _dense(config: MineConfig, texts: list[str]) -> CandidateSource:
                        config.embedding_dtype, config.index_type, config.seed, config.encode_batch_size)
 
 
-# method name -> builder of its candidate source over the corpus texts; other miners register here.
-MINERS: dict[str, Callable[[MineConfig, list[str]], CandidateSource]] = {"bm25": _bm25, "dense": _dense}
+MINERS.update(bm25=_bm25, dense=_dense)
 
 
 def check_config(config: MineConfig, dataset: RetrievalDataset) -> RankRange:
@@ -306,18 +312,18 @@ def mine(config: MineConfig, source: CandidateSource | None = None) -> dict:
     k = min(rank_range.end, len(miner.doc_ids))
     given = [miner.given_positions(q) for q in qids]
     with atomic_dir(config.output, overwrite=config.overwrite) as tmp, group_writer(tmp / GROUPS_FILE) as write:
-        with tqdm(total=len(qids), desc=f"mining ({source.name})", unit="q") as bar:
-            for batch in source.rank_all([queries[q].text for q in qids], given, k, config.batch_size):
-                for row in range(len(batch.positions)):
-                    qid = qids[batch.start + row]
-                    write(miner.group(qid, batch.positions[row], batch.scores[row], batch.given_scores[row]))
-                bar.update(len(batch.positions))
+        batches = source.rank_all([queries[q].text for q in qids], k, config.batch_size, given=given)
+        for batch in with_progress(batches, len(qids), f"mining ({source.name})"):  # the bar starts once queries are encoded
+            for row in range(len(batch.positions)):
+                qid = qids[batch.start + row]
+                write(miner.group(qid, batch.positions[row], batch.scores[row], batch.given_scores[row]))
         stats = {**miner.report.as_dict(), "false_negative_filter": miner.filter.describe(),
                  "document_text": describe_rule(use_title), "dataset_dropped": dataset.dropped_summary(),
                  "seconds": round(time.time() - started, 2)}
         check_not_collapsed(miner.report, config.allow_collapsed)
         (tmp / REPORT_FILE).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
         provenance = {"miner": source.name, "miner_scores": "pos_miner_scores / neg_miner_scores", "teacher": None,
+                      "bm25_language": getattr(source, "language", None),
                       "document_text": {"use_title": use_title, "rule": describe_rule(use_title)}}
         write_manifest(tmp, "mine", {**config.model_dump(mode="json"), **provenance},
                        [config.dataset] + ([config.previous_groups] if config.previous_groups else []), started, stats)
