@@ -12,8 +12,14 @@ averaged over queries (rtune cold vs sentence-transformers cold).
 Scale: 1,000,000 random 384-dim float16 embeddings (memory-mapped .npy), 10,000 queries, top 200 by
 rtune's block-wise exact FAISS search in query batches of 1,024; peak RSS against the matrix size.
 
+BM25 at scale (`--bm25-scale`, a step of its own, written to its own section): `rtune mine` (BM25, ranks 2-200,
+15 negatives) over 1,000,000 synthetic documents of 50 words drawn from a seeded Zipf vocabulary (100,000
+words, exponent 1.1), for 1,024 train queries of 6 words taken from their positive document: one default
+query batch, which used to hold 1,024 full score vectors (4 GB). Wall time and peak RSS of the mining process.
+
     python benchmarks/mining.py            # about 10 minutes on 2 CPU cores
     python benchmarks/mining.py --skip-scale
+    python benchmarks/mining.py --bm25-scale   # BM25 mining at 1M documents only
 """
 
 from __future__ import annotations
@@ -119,14 +125,85 @@ def make_scale_matrix(folder: Path, n: int, dim: int) -> None:
     matrix.flush()
 
 
+def make_bm25_corpus(folder: str, n: int, n_queries: int, words: int = 50, vocabulary: int = 100_000,
+                     exponent: float = 1.1, seed: int = 0) -> dict:
+    """A BEIR folder of `n` synthetic documents (Zipf-distributed pseudo-words) and `n_queries` train queries of
+    6 words from their positive document; deterministic for `seed`."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    vocab = sorted({"".join(rng.choice(letters, size=rng.integers(3, 11))) for _ in range(int(vocabulary * 1.05))})[:vocabulary]
+    vocab = [vocab[i] for i in rng.permutation(len(vocab))]  # frequency rank independent of spelling
+    weights = 1.0 / np.arange(1, len(vocab) + 1) ** exponent
+    wanted = {int(p): q for q, p in enumerate(np.random.default_rng(seed + 1).choice(n, size=n_queries, replace=False))}
+    query_rng = np.random.default_rng(seed + 2)
+    root = Path(folder)
+    (root / "qrels").mkdir(parents=True, exist_ok=True)
+    with open(root / "corpus.jsonl", "w", encoding="utf-8") as corpus, open(root / "queries.jsonl", "w", encoding="utf-8") as queries, \
+            open(root / "qrels" / "train.tsv", "w", encoding="utf-8") as qrels:
+        qrels.write("query-id\tcorpus-id\tscore\n")
+        for start in range(0, n, 100_000):
+            ids = rng.choice(len(vocab), size=(min(100_000, n - start), words), p=weights / weights.sum())
+            corpus.writelines(json.dumps({"_id": f"d{start + i}", "title": "", "text": " ".join(vocab[w] for w in row)}) + "\n"
+                              for i, row in enumerate(ids))
+            for position in sorted(p for p in wanted if start <= p < start + len(ids)):
+                text = " ".join(vocab[w] for w in query_rng.choice(ids[position - start], size=6, replace=False))
+                queries.write(json.dumps({"_id": f"q{wanted[position]}", "text": text}) + "\n")
+                qrels.write(f"q{wanted[position]}\td{position}\t1\n")
+    return {"corpus_mb": round((root / "corpus.jsonl").stat().st_size / 2**20, 1)}
+
+
+def step_bm25_scale(dataset: str, out: str) -> dict:
+    from rtune.mine.run import MineConfig, mine
+
+    report = mine(MineConfig(dataset=dataset, output=out, method="bm25", range=RANGE, negatives=NEGATIVES, seed=SEED,
+                             overwrite=True))
+    return {"queries": report["queries"], "short": report["short_queries"]}
+
+
+def bm25_scale(work: Path, n: int, n_queries: int, write: bool) -> None:
+    """BM25 mining over `n` synthetic documents; its own RESULTS.md section."""
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    data = work / "bm25_scale"
+    made = run_step("make_bm25_corpus", make_bm25_corpus, str(data), n, n_queries)
+    mined = run_step("bm25_scale", step_bm25_scale, str(data), str(work / "bm25_scale_groups"))
+    full_vectors_gb = min(n_queries, 1024) * n * 4 / 1e9
+    text = "\n".join([
+        "## BM25 mining at scale (`python benchmarks/mining.py --bm25-scale`)", "",
+        f"- date: {started}", f"- machine: {machine()}",
+        f"- data: {n:,} synthetic documents, 50 words each from a Zipf vocabulary (100,000 pseudo-words, exponent 1.1, "
+        f"seed 0; corpus.jsonl {made['value']['corpus_mb']:.0f} MB); {mined['value']['queries']:,} train queries of 6 words "
+        f"from their positive; `rtune mine` BM25 (language en), {NEGATIVES} negatives from ranks {RANGE}, default query batch 1,024",
+        "", "| step | wall s | peak MB |", "|---|---|---|",
+        f"| make the corpus (setup) | {made['wall_s']:.1f} | {made['peak_mb']:.0f} |",
+        f"| rtune mine --method bm25 (read, index, rank, write) | {mined['wall_s']:.1f} | {mined['peak_mb']:.0f} |", "",
+        f"- each query's top 200 is kept as soon as it is scored: one score vector ({n * 4 / 2**20:.0f} MB) at a time, where a "
+        f"batch of full score vectors would add {full_vectors_gb:.1f} GB; short queries: {mined['value']['short']}",
+    ])
+    print("\n" + text)
+    shutil.rmtree(data, ignore_errors=True)
+    shutil.rmtree(work / "bm25_scale_groups", ignore_errors=True)
+    if write:
+        update_results("mining:bm25-scale", text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default=str(REPO / "benchmarks" / "out" / "mining"))
     parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--scale-n", type=int, default=1_000_000)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--bm25-scale", action="store_true", help="only BM25 mining at --bm25-n synthetic documents")
+    parser.add_argument("--bm25-n", type=int, default=1_000_000)
+    parser.add_argument("--bm25-queries", type=int, default=1024)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.bm25_scale:
+        work = Path(args.work) / "bm25"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        return bm25_scale(work, args.bm25_n, args.bm25_queries, not args.no_write)
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
