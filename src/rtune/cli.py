@@ -65,14 +65,27 @@ def _run_mine(config: MineConfig) -> None:
     print(f"training groups: {config.output / 'groups.jsonl'}; report: {config.output / 'mining_report.json'}")
 
 
+def dev_rows(history: list[dict], start_model: str, best: dict | None) -> dict[str, dict]:
+    """The dev table's rows: the starting checkpoint as "start (<model>)", then each epoch; the kept one marked."""
+    rows = {}
+    for h in history:
+        label = f"start ({start_model})" if h["epoch"] == 0 else f"epoch {h['epoch']:g}"
+        rows[label + (" (kept)" if best is not None and h is best else "")] = h
+    return rows
+
+
 def _run_train(config: TrainConfig) -> None:
     from rtune.eval.report import metrics_table
+    from rtune.models.loading import display_name
     from rtune.train.bi_encoder import train_bi_encoder
 
+    if not logging.getLogger("rtune").isEnabledFor(logging.DEBUG):  # per-evaluation metric dumps: -v only
+        logging.getLogger("rtune.train.evaluator").setLevel(logging.WARNING)
     summary = train_bi_encoder(config)
     if summary["dev_history"]:
-        rows = {("base" if h["epoch"] == 0 else f"epoch {h['epoch']:g}"): h for h in summary["dev_history"]}
-        Console().print(metrics_table(rows, title=f"dev metrics ({config.dev_split})"))
+        rows = dev_rows(summary["dev_history"], display_name(config.model), summary.get("best"))
+        Console().print(metrics_table(rows, title=f"dev metrics ({config.dev_split}); all metrics in "
+                                                  f"{config.output}/rtune_manifest.json"))
     print(f"model saved to {config.output} ({summary['rows']['rows']} rows, {summary['rows_per_second']:.2f} rows/s)")
 
 
@@ -160,10 +173,39 @@ STAGES = {
 }
 
 
+# --help panels per stage: {title: field names}; "*encoder" is every shared encoder option; the rest: "Options".
+PANELS: dict[str, dict[str, tuple[str, ...]]] = {
+    "mine": {
+        "Input and sampling": ("dataset", "split", "method", "range", "negatives", "strategy", "window", "seed",
+                               "previous_groups", "previous_fraction", "batch_size", "use_title"),
+        "BM25 (--method bm25)": ("language",),
+        "Dense (--method dense)": ("model", "index_type", "*encoder"),
+        "False-negative filters": ("max_score_ratio", "margin", "max_score", "backfill", "allow_collapsed"),
+        "Output": ("output", "overwrite"),
+    },
+    "eval": {
+        "Input": ("dataset", "split", "model", "use_title"),
+        "BM25": ("language",),
+        "Dense": ("index_type", "*encoder"),
+        "Metrics": ("metrics", "ks"),
+        "Rerank and hybrid": ("rerank", "rerank_top", "hybrid", "fusion", "dense_weight"),
+        "Output": ("output", "overwrite"),
+    },
+    "train": {
+        "Input": ("groups", "dataset", "dev_split", "model", "max_queries", "metric_for_best"),
+        "Encoder": ("*encoder",),
+        "Output": ("output", "overwrite"),
+    },
+    "prepare": {"Input": ("input", "format", "corpus", "language"), "Split": ("split_by", "train", "dev", "test", "resplit",
+                                                                             "seed", "allow_leaks"),
+                "Output": ("output", "overwrite")},
+}
+
+
 def build_cli() -> click.Group:
     group = typer.main.get_command(app)
     for name, (config_cls, run, help_text, positional) in STAGES.items():
-        group.add_command(stage_command(name, config_cls, run, help_text, positional))
+        group.add_command(stage_command(name, config_cls, run, help_text, positional, PANELS.get(name)))
     return group
 
 

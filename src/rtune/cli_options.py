@@ -10,6 +10,7 @@ from typing import Any, get_args, get_origin
 import click
 from pydantic import BaseModel, ValidationError
 
+from rtune.cli_help import REQUIRED, PanelCommand
 from rtune.errors import InputError, Interrupted
 
 
@@ -25,22 +26,38 @@ def _base_type(annotation: Any) -> Any:
     return annotation
 
 
-def option_for(name: str, field) -> click.Parameter:
-    """A click option mirroring one config field (lists are comma-separated, Literals are choices)."""
+def field_choices(field) -> list[str] | None:
+    """A field's valid values: its Literal's, or the registry named by `json_schema_extra={"choices": ...}`."""
+    annotation = _base_type(field.annotation)
+    if get_origin(annotation) is typing.Literal:
+        return [str(a) for a in get_args(annotation)]
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    return [str(c) for c in extra["choices"]] if "choices" in extra else None
+
+
+def option_for(name: str, field, panel: str | None = None) -> click.Parameter:
+    """A click option mirroring one config field: lists are comma-separated, registries and Literals are choices,
+    required fields say so in --help (they may also come from --config, so click does not enforce them)."""
     annotation = _base_type(field.annotation)
     help_text = field.description or ""
     default_shown = None if field.is_required() else field.get_default(call_default_factory=True)
     if default_shown not in (None, [], ""):
         shown = ",".join(map(str, default_shown)) if isinstance(default_shown, list) else default_shown
         help_text = f"{help_text} [default: {shown}]".strip()
+    if field.is_required():
+        help_text = f"{help_text} {REQUIRED}".strip()
+    choices = field_choices(field)
     if annotation is bool:
-        return click.Option([f"{_flag(name)}/--no-{name.replace('_', '-')}"], default=None, help=help_text)
-    if get_origin(annotation) is typing.Literal:
-        return click.Option([_flag(name)], type=click.Choice([str(a) for a in get_args(annotation)]), default=None, help=help_text)
-    if get_origin(annotation) is list:
-        return click.Option([_flag(name)], type=str, default=None, help=f"comma-separated; {help_text}")
-    click_type = {int: int, float: float, Path: click.Path(path_type=Path)}.get(annotation, str)
-    return click.Option([_flag(name)], type=click_type, default=None, help=help_text)
+        option = click.Option([f"{_flag(name)}/--no-{name.replace('_', '-')}"], default=None, help=help_text)
+    elif choices is not None:
+        option = click.Option([_flag(name)], type=click.Choice(choices), default=None, help=help_text)
+    elif get_origin(annotation) is list:
+        option = click.Option([_flag(name)], type=str, default=None, help=f"comma-separated; {help_text}")
+    else:
+        click_type = {int: int, float: float, Path: click.Path(path_type=Path)}.get(annotation, str)
+        option = click.Option([_flag(name)], type=click_type, default=None, help=help_text)
+    option.panel = panel
+    return option
 
 
 def _reason(error: dict[str, Any]) -> str:
@@ -95,15 +112,26 @@ def check_outputs(config: BaseModel) -> None:
         check_writable(cache_dir, "embedding cache (--cache-dir)", inside=True)
 
 
-def stage_command(name: str, config_cls: type[BaseModel], run, help_text: str, positional: tuple[str, ...] = ()) -> click.Command:
-    """A click command whose options are `config_cls`'s fields; `run(config)` does the work."""
+def stage_command(name: str, config_cls: type[BaseModel], run, help_text: str, positional: tuple[str, ...] = (),
+                  panels: dict[str, tuple[str, ...]] | None = None) -> click.Command:
+    """A click command whose options are `config_cls`'s fields; `run(config)` does the work. `panels` groups
+    options in --help ({panel title: field names}; "*encoder" stands for every shared encoder option)."""
+    from rtune.models.encoder_options import EncoderOptions
+
+    panel_of = {}
+    for title, names in (panels or {}).items():
+        for field_name in names:
+            for member in (EncoderOptions.model_fields if field_name == "*encoder" else [field_name]):
+                panel_of.setdefault(member, title)
     params: list[click.Parameter] = []
     for field_name in positional:
-        params.append(click.Argument([field_name], required=False, type=click.Path(path_type=Path)))
+        argument = click.Argument([field_name], required=False, type=click.Path(path_type=Path))
+        argument.help = f"{config_cls.model_fields[field_name].description or ''} {REQUIRED}".strip()  # shown by PanelCommand
+        params.append(argument)
     own = set(config_cls.__annotations__)  # the stage's own options first, shared ones (e.g. encoder) after
     for field_name, field in sorted(config_cls.model_fields.items(), key=lambda item: item[0] not in own):
         if field_name not in positional:
-            params.append(option_for(field_name, field))
+            params.append(option_for(field_name, field, panel_of.get(field_name)))
     params.append(click.Option(["--config", "config_file"], type=click.Path(path_type=Path, exists=True, dir_okay=False),
                                default=None, help="YAML file with these options (flags override it)"))
 
@@ -115,4 +143,6 @@ def stage_command(name: str, config_cls: type[BaseModel], run, help_text: str, p
         except KeyboardInterrupt:
             raise Interrupted(name, getattr(config, "output", None)) from None
 
-    return click.Command(name, params=params, callback=callback, help=help_text)
+    command = PanelCommand(name, params=params, callback=callback, help=help_text)
+    command.panel_order = list(panels or {})
+    return command

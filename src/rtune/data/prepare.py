@@ -29,18 +29,21 @@ class PrepareConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    input: Path
-    output: Path
-    format: InputFormat = "auto"
+    input: Path = Field(description="raw data: SQuAD-style .json, a BEIR folder or QA-pairs .jsonl")
+    output: Path = Field(description="new BEIR folder (corpus, queries, qrels/<split>.tsv, split report, manifest)")
+    format: InputFormat = Field("auto", description="input format (auto: from the path)")
     corpus: Path | None = Field(None, description="corpus.jsonl that QA-pair lines point into by doc_id")
-    split_by: Literal["group", "query"] = "group"
-    train: float = 0.7
-    dev: float = 0.1
-    test: float = 0.2
+    language: str = Field("en", description="language of the texts (ISO code, e.g. en, de, vi), recorded in the manifest: "
+                          "mine and eval run BM25 in it unless given --language")
+    split_by: Literal["group", "query"] = Field("group", description="keep each group (SQuAD: article) or each query "
+                                                "text + positive within one split")
+    train: float = Field(0.7, description="share of groups/queries in train")
+    dev: float = Field(0.1, description="share of groups/queries in dev")
+    test: float = Field(0.2, description="share of groups/queries in test")
     resplit: bool = Field(False, description="BEIR input: pool its splits and split again")
-    seed: int = 42
-    allow_leaks: bool = False
-    overwrite: bool = False
+    seed: int = Field(42, description="seed of the split")
+    allow_leaks: bool = Field(False, description="write the dataset even when a query text with the same positive is in two splits")
+    overwrite: bool = Field(False, description="replace an existing --output")
 
 
 def detect_format(path: Path) -> str:

@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from rtune.data.atomic import atomic_dir
 from rtune.data.beir import read_beir
@@ -15,6 +15,8 @@ from rtune.data.manifest import write_manifest
 from rtune.eval.metrics import DEFAULT_KS, DEFAULT_METRICS, compute_metrics, metric_names
 from rtune.eval.rankers import BM25Ranker, DenseRanker, Ranker
 from rtune.eval.run_file import write_run
+from rtune.index.bm25 import dataset_language
+from rtune.index.dense_search import INDEX_TYPES
 from rtune.models.encoder_options import EncoderOptions
 
 BM25 = "bm25"
@@ -23,26 +25,38 @@ BM25 = "bm25"
 class EvalConfig(EncoderOptions):
     """Everything `rtune eval` needs. `model` is `bm25`, a model folder or a hub id."""
 
-    dataset: Path
-    model: str = BM25
-    split: str = "test"
-    output: Path | None = None
-    metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
-    ks: list[int] = Field(default_factory=lambda: list(DEFAULT_KS))
-    language: str = Field("en", description="BM25 stemmer/stopwords language (ISO code)")
+    dataset: Path = Field(description="prepared dataset folder (`rtune prepare` output)")
+    model: str = Field(BM25, description="bm25, a model folder or a hub id")
+    split: str = Field("test", description="split whose queries are evaluated")
+    output: Path | None = Field(None, description="new folder for metrics.json, per_query.json, run.trec and manifest.json "
+                                "[default: print only]")
+    metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS), description="metric families")
+    ks: list[int] = Field(default_factory=lambda: list(DEFAULT_KS), description="cut-offs, e.g. 1,5,10")
+    language: str | None = Field(None, description="BM25 stemmer/stopwords language (ISO code, e.g. en, de, vi) "
+                                 "[default: the dataset's, recorded by `rtune prepare --language`, else en]")
+    index_type: str = Field("exact", description="dense search: exact, or an approximate FAISS index for big corpora",
+                            json_schema_extra={"choices": INDEX_TYPES})
     rerank: str | None = Field(None, description="reranker (cross-encoder or LLM yes-token model) for the first stage's top candidates; "
                                "its metrics are added as reranked.<metric>")
     rerank_top: int = Field(50, ge=1, description="first-stage candidates reranked per query")
-    overwrite: bool = False
+    overwrite: bool = Field(False, description="replace an existing --output")
+
+    @field_validator("index_type")
+    @classmethod
+    def _known_index_type(cls, value: str) -> str:
+        from rtune.errors import check_choice
+
+        return check_choice("index type", value, INDEX_TYPES)
 
 
 def build_ranker(config: EvalConfig, dataset: RetrievalDataset) -> Ranker:
     corpus = list(dataset.corpus.values())
     if config.model == BM25:
-        return BM25Ranker(corpus, config.language, use_title=config.resolve_settings().use_title)
+        return BM25Ranker(corpus, dataset_language(config.language, config.dataset), use_title=config.resolve_settings().use_title)
     encoder = config.build_encoder(config.model)
     return DenseRanker(encoder, corpus, name=config.model, batch_size=config.encode_batch_size,
-                       cache=config.build_cache(), dtype=config.embedding_dtype, use_title=encoder.settings.use_title)
+                       cache=config.build_cache(), dtype=config.embedding_dtype, use_title=encoder.settings.use_title,
+                       index_type=config.index_type)
 
 
 def evaluate_ranker(ranker: Ranker, dataset: RetrievalDataset, split: str, names: list[str], depth: int = 0):

@@ -20,7 +20,8 @@ class ScoreConfig(BaseModel):
     groups: Path = Field(description="training groups: a groups.jsonl or a `rtune mine` output folder")
     output: Path = Field(description="new groups folder (groups.jsonl + manifest.json) with teacher scores")
     model: str = Field(description="teacher model: folder or hub id (cross-encoder, causal LM or bi-encoder)")
-    teacher: str = Field(AUTO, description=f"teacher kind: {', '.join([AUTO, *TEACHERS])} (auto: causal LM -> llm, else cross_encoder)")
+    teacher: str = Field(AUTO, description="teacher kind (auto: causal LM -> llm, else cross_encoder)",
+                         json_schema_extra={"choices": [AUTO, *TEACHERS]})
     batch_size: int = Field(32, ge=1, description="pairs scored at once (pairs are sorted by length first)")
     max_length: int = Field(512, ge=8, description="tokens of query + passage (the LLM prompt is added on top)")
     precision: Precision = Field("auto", description="auto: bf16/fp16 on CUDA, fp32 on CPU")
@@ -34,7 +35,7 @@ class ScoreConfig(BaseModel):
     gguf_file: str | None = Field(None, description="llm: GGUF file inside --model (a folder or hub id)")
     query_prompt: str | None = Field(None, description="bi_encoder: query prefix (default: the model's saved prompt)")
     document_prompt: str | None = Field(None, description="bi_encoder: document prefix (default: the model's saved prompt)")
-    overwrite: bool = False
+    overwrite: bool = Field(False, description="replace an existing --output")
 
     @field_validator("teacher")
     @classmethod

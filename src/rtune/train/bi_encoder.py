@@ -130,8 +130,14 @@ def train_bi_encoder(config: TrainConfig) -> dict:
     else:
         log.info("no --dataset given: no dev evaluation; the last epoch is kept")
     with atomic_dir(config.output, overwrite=config.overwrite) as tmp:
+        if evaluator:
+            log.info("dev evaluation of the starting model (%s) on '%s'", display_name(config.model), config.dev_split)
         base_dev = evaluator(model, epoch=0, steps=0) if evaluator else {}
+        if base_dev:
+            log.info("start: dev %s %.4f", config.metric_for_best, base_dev[f"dev_{config.metric_for_best}"])
+        _set_widget(model, rows)
         trainer = build_trainer(config, model, rows, tmp / "checkpoints", settings, evaluator)
+        _concise_progress(trainer, config.metric_for_best)
         train_started = time.time()
         output = trainer.train()
         train_seconds = time.time() - train_started
@@ -164,6 +170,35 @@ def train_bi_encoder(config: TrainConfig) -> dict:
         inputs = [config.groups_file()] + ([config.dataset] if config.dataset else [])
         write_manifest(tmp, "train", config.model_dump(mode="json"), inputs, started, summary, name="rtune_manifest.json")
     return summary
+
+
+def _set_widget(model, rows: TrainingRows) -> None:
+    """The model card's widget from the first training rows (sentence-transformers would otherwise sample and
+    sort the dataset under a "Computing widget examples" bar)."""
+    columns = rows.columns
+    texts = [c for c in columns if c not in ("anchor", "label")]
+    model.model_card_data.widget = [{"source_sentence": columns["anchor"][i], "sentences": [columns[c][i] for c in texts]}
+                                    for i in range(min(5, len(columns["anchor"])))]
+
+
+def _concise_progress(trainer, metric: str) -> None:
+    """The trainer's bar with the loss on it instead of a raw dict per logging step, and one line per dev
+    evaluation; every logged value still goes to the debug log (the dev history is in the manifest)."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class ConciseProgress(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = dict(logs or {})
+            log.debug("trainer: %s", logs)
+            if self.training_bar is None:
+                return
+            if "loss" in logs:
+                self.training_bar.set_postfix(loss=f"{logs['loss']:.4g}")
+            if f"eval_dev_{metric}" in logs:
+                self.training_bar.write(f"epoch {state.epoch:g}: dev {metric} {logs[f'eval_dev_{metric}']:.4f}")
+
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(ConciseProgress())
 
 
 def _save_prompts(model, settings: EncoderSettings) -> None:
