@@ -19,9 +19,9 @@ from rtune.eval.metrics import DEFAULT_KS, DEFAULT_METRICS, metric_names
 from rtune.models.loading import check_model_name, display_name, resolve_model
 from rtune.train.cross_encoder_config import RerankerTrainConfig
 from rtune.train.examples import build_rows, check_rows, sample_queries
-from rtune.train.precision import precision_flags
 from rtune.train.reranker_losses import PAIRWISE, build_reranker_loss
 from rtune.train.reranker_rows import list_columns, pair_columns
+from rtune.train.training_arguments import shared_training_arguments
 
 log = logging.getLogger(__name__)
 
@@ -79,31 +79,10 @@ def _training_arguments(config: RerankerTrainConfig, checkpoints: Path, has_dev:
 
     from rtune.train.batch_sampler import KnownPositiveBatchSampler, no_conflicts
 
-    return CrossEncoderTrainingArguments(
-        output_dir=str(checkpoints),
-        num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio in Transformers v5
-        seed=config.seed,
-        data_seed=config.seed,
-        # epoch e trains on its own block of rows (fresh negatives), shuffled; no in-batch negatives here
-        batch_sampler=functools.partial(KnownPositiveBatchSampler, keys=no_conflicts(range(per_epoch * config.epochs)),
-                                        rows_per_epoch=per_epoch, blocks=config.epochs),
-        eval_strategy="epoch" if has_dev else "no",
-        save_strategy="epoch" if has_dev else "no",
-        load_best_model_at_end=has_dev,
-        metric_for_best_model=f"eval_dev_{config.metric_for_best}" if has_dev else None,
-        greater_is_better=True,
-        save_total_limit=1 if has_dev else None,
-        save_only_model=True,
-        logging_steps=10,
-        report_to="none",
-        disable_tqdm=False,
-        dataloader_pin_memory=False,
-        use_cpu=config.device == "cpu",
-        **precision_flags(config.precision, config.device),
-    )
+    # epoch e trains on its own block of rows (fresh negatives), shuffled; no in-batch negatives here
+    sampler = functools.partial(KnownPositiveBatchSampler, keys=no_conflicts(range(per_epoch * config.epochs)),
+                                rows_per_epoch=per_epoch, blocks=config.epochs)
+    return CrossEncoderTrainingArguments(batch_sampler=sampler, **shared_training_arguments(config, checkpoints, has_dev))
 
 
 def train_cross_encoder(config: RerankerTrainConfig) -> dict:

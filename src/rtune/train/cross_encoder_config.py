@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator
 
-from rtune.eval.metrics import parse_metric
 from rtune.models.loading import DEFAULT_MODEL
 from rtune.train.config import Precision
+from rtune.train.stage_checks import TrainingStageChecks
 
 
-class RerankerTrainConfig(BaseModel):
+class RerankerTrainConfig(TrainingStageChecks):
     """Everything `rtune train-reranker` needs: groups, the base (a cross-encoder, or an encoder that gets a
     new one-logit head), the loss, and the dev evaluation that reranks a first stage's top candidates."""
 
@@ -53,21 +53,3 @@ class RerankerTrainConfig(BaseModel):
         from rtune.train.reranker_losses import RERANKER_LOSSES
 
         return check_choice("loss", value, RERANKER_LOSSES)
-
-    @field_validator("metric_for_best")
-    @classmethod
-    def _known_metric(cls, value: str) -> str:
-        parse_metric(value)
-        return value
-
-    @model_validator(mode="after")
-    def _precision_fits_device(self):
-        from rtune.train.precision import precision_flags
-
-        precision_flags(self.precision, self.device)  # fp16 without CUDA fails here, before any work
-        return self
-
-    def groups_file(self) -> Path:
-        from rtune.data.groups import groups_path
-
-        return groups_path(self.groups)
