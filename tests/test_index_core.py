@@ -91,3 +91,18 @@ def test_saved_retriever_refuses_overwrite_changed_model_and_bad_folders(tiny_mo
 def test_retriever_refuses_an_unknown_index_type(tiny_model):
     with pytest.raises(InputError, match="valid: exact, ivf, hnsw"):
         Retriever.from_pretrained(tiny_model, index_type="lsh")
+
+
+def test_eval_index_type_is_an_option_with_the_same_metrics_on_a_small_corpus(tiny_model, toy_beir, tmp_path):
+    from rtune.data.beir import read_beir
+    from rtune.eval.evaluate import EvalConfig, build_ranker, evaluate
+
+    exact = evaluate(EvalConfig(dataset=toy_beir, model=str(tiny_model), split="train", ks=[1, 5], cache_dir=tmp_path / "c"))
+    hnsw = evaluate(EvalConfig(dataset=toy_beir, model=str(tiny_model), split="train", ks=[1, 5], cache_dir=tmp_path / "c",
+                               index_type="hnsw", output=tmp_path / "e"))
+    assert hnsw == pytest.approx(exact, abs=1e-9)  # 8 documents: HNSW finds them all
+    assert json.loads((tmp_path / "e" / "manifest.json").read_text())["config"]["index_type"] == "hnsw"
+    config = EvalConfig(dataset=toy_beir, model=str(tiny_model), cache_dir=tmp_path / "c", index_type="ivf")
+    assert build_ranker(config, read_beir(toy_beir)).index().index_type == "ivf"
+    with pytest.raises(ValueError, match="valid: exact, ivf, hnsw"):
+        EvalConfig(dataset=toy_beir, index_type="lsh")
