@@ -25,6 +25,7 @@ class PanelCommand(click.Command):
         if self.help:
             console.print()
             console.print(Text(self.help))
+        console.print()
         panels: dict[str, list[tuple[str, str]]] = {}
         for param in self.get_params(ctx):
             record = param.get_help_record(ctx) if isinstance(param, click.Option) else \
