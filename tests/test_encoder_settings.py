@@ -69,7 +69,7 @@ def test_bad_settings_are_refused(tmp_path):
 
     with pytest.raises(ValueError, match="two"):
         TrainConfig(groups=tmp_path, output=tmp_path / "o", query_instruction="x", query_format="no slots")
-    (tmp_path / SETTINGS_FILE).write_text('{"pooling": "mean"}')
+    (tmp_path / SETTINGS_FILE).write_text('{"pool": "mean"}')
     with pytest.raises(InputError, match="unknown encoder settings"):
         EncoderSettings.load(tmp_path)
 

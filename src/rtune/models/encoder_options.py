@@ -9,10 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from rtune.errors import check_choice
 from rtune.index.embedding_cache import DTYPES
-from rtune.models.settings import EncoderSettings
+from rtune.models.settings import PADDING_SIDES, POOLINGS, TORCH_DTYPES, EncoderSettings
 
 SETTING_FIELDS = ("query_prompt", "document_prompt", "query_instruction", "query_format", "max_query_length",
-                  "max_passage_length", "use_title")
+                  "max_passage_length", "use_title", "pooling", "append_eos", "padding_side", "icl_examples",
+                  "torch_dtype")
 
 
 class EncoderOptions(BaseModel):
@@ -28,6 +29,11 @@ class EncoderOptions(BaseModel):
     max_query_length: int | None = Field(None, ge=4, description="query length in tokens [default: the model's saved one, else its maximum]")
     max_passage_length: int | None = Field(None, ge=8, description="passage length in tokens [default: the model's saved one, else its maximum]")
     use_title: bool | None = Field(None, description="document text = title + text when a title exists [default: on, or the model's saved rule]")
+    pooling: str | None = Field(None, description=f"pooling: {', '.join(POOLINGS)} [default: the model's own; last_token for a plain causal LM or GGUF file]")
+    append_eos: bool | None = Field(None, description="append the tokenizer's EOS token to every text, so the last token sees the whole text [default: on with last_token pooling]")
+    padding_side: str | None = Field(None, description=f"tokenizer padding side: {', '.join(PADDING_SIDES)} [default: left with last_token pooling, else the tokenizer's]")
+    icl_examples: Path | list[dict[str, str]] | None = Field(None, description="in-context examples put before every query: a JSON Lines file of {\"query\", \"response\"} (or a JSON list) [default: the model's saved ones]")
+    torch_dtype: str | None = Field(None, description=f"weights dtype when loading: {', '.join(TORCH_DTYPES)} [default: float32]")
     embedding_dtype: str = Field("float32", description=f"stored corpus embeddings: {', '.join(DTYPES)}")
     cache: bool = Field(True, description="reuse/keep corpus and query embeddings in the embedding cache")
     cache_dir: Path | None = Field(None, description="embedding cache folder [default: $RTUNE_CACHE_DIR or ~/.cache/rtune/embeddings]")
@@ -45,8 +51,14 @@ class EncoderOptions(BaseModel):
         return self
 
     def setting_overrides(self) -> dict:
-        """The encoder settings given explicitly (None = not given)."""
-        return {name: getattr(self, name) for name in SETTING_FIELDS}
+        """The encoder settings given explicitly (None = not given); an examples file is read here."""
+        from rtune.models.icl import check_examples, read_examples
+
+        values = {name: getattr(self, name) for name in SETTING_FIELDS}
+        examples = values["icl_examples"]
+        if examples is not None:
+            values["icl_examples"] = read_examples(examples) if isinstance(examples, Path) else check_examples(examples)
+        return values
 
     def resolve_settings(self, model_path: str | None = None, model=None) -> EncoderSettings:
         """Saved settings of `model_path` (or the loaded `model`'s prompts), with explicit options on top."""
@@ -55,13 +67,20 @@ class EncoderOptions(BaseModel):
             saved = EncoderSettings.from_model(model) if model is not None else EncoderSettings()
         return saved.override(**self.setting_overrides())
 
+    def load_model(self, model: str | None):
+        """The SentenceTransformer for `model` (folder, hub id, GGUF file, base + adapter folder or the
+        default), loaded with the pooling, EOS, padding side and dtype of the resolved settings."""
+        from rtune.models.loading import load_bi_encoder, resolve_model
+
+        return load_bi_encoder(model, self.device, self.resolve_settings(resolve_model(model)))
+
     def build_encoder(self, model: str):
         """Load `model` (folder, hub id or the default) into an Encoder that the cache can identify."""
         from rtune.index.encoder import SentenceTransformerEncoder
-        from rtune.models.loading import load_bi_encoder, resolve_model
+        from rtune.models.loading import resolve_model
 
         resolved = resolve_model(model)
-        loaded = load_bi_encoder(model, self.device)
+        loaded = self.load_model(model)
         return SentenceTransformerEncoder(loaded, self.resolve_settings(resolved, loaded), model_id=resolved)
 
     def build_cache(self):
