@@ -73,12 +73,14 @@ class SentenceTransformerEncoder:
         the weights cannot be identified (a model in training). `memo_dir` keeps weight hashes between runs."""
         if self.model_id is None:
             return None
-        from rtune.index.embedding_cache import model_fingerprint
+        from rtune.models.fingerprint import encoder_fingerprint  # an adapter folder's includes its base's
 
         s = self.settings
         if kind == "queries":
             presentation = {"query_prompt": s.query_prompt, "query_instruction": s.query_instruction, "query_format": s.query_format}
+            if s.icl_examples:
+                presentation["icl_examples"] = [dict(e) for e in s.icl_examples]
         else:
             presentation = {"document_prompt": s.document_prompt, "use_title": s.use_title}
-        return {"model": model_fingerprint(self.model_id, memo_dir), "kind": kind, "max_seq_length": self.max_length(kind),
-                "normalize": self.normalize, **presentation}
+        return {"model": encoder_fingerprint(self.model_id, memo_dir), "kind": kind, "max_seq_length": self.max_length(kind),
+                "normalize": self.normalize, **presentation, **s.loading_identity()}
