@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The main job: raw SQuAD dev -> split by article -> BM25 negatives -> stage-1 bi-encoder -> BM25 vs base vs fine-tuned.
-# Environment: DATA (raw SQuAD json; default ../shared/data/squad-v1.1/dev-v1.1.json), RUN (output folder),
-# QUERIES (training-query budget; the CPU default finishes in about 10 minutes on 2 cores).
+# The main job, as one declared pipeline (examples/squad-cpu.yaml): raw SQuAD dev -> split by article -> BM25 negatives
+# -> stage-1 model -> dense negatives -> stage-2 model (kept only if better on dev), with BM25, base-model and hybrid
+# baselines; it ends with the stage table. Re-running skips what is fresh.
+# Environment: DATA (raw SQuAD json; default ../shared/data/squad-v1.1/dev-v1.1.json), RUN (run folder),
+# QUERIES (training queries per training stage; the CPU default finishes in under 20 minutes on 2 cores).
 set -euo pipefail
 DATA=${DATA:-../shared/data/squad-v1.1/dev-v1.1.json}
 RUN=${RUN:-runs/demo}
@@ -19,17 +21,11 @@ if [ ! -f "$DATA" ]; then
   fi
 fi
 
-step() { echo; echo "== $* =="; }
-step "prepare: $DATA -> $RUN/data (split by article: 70/10/20)"
-rtune prepare "$DATA" --output "$RUN/data" --split-by group --overwrite
-step "mine: 15 BM25 negatives per train query from ranks 2-200"
-rtune mine --dataset "$RUN/data" --output "$RUN/bm25-negatives" --range 2-200 --negatives 15 --overwrite
-step "train: stage 1 from all-MiniLM-L6-v2 on $QUERIES train queries (1 positive + 1 BM25 negative + in-batch)"
-rtune train --groups "$RUN/bm25-negatives" --dataset "$RUN/data" --output "$RUN/stage1" \
-  --max-queries "$QUERIES" --group-size 2 --batch-size 32 --max-passage-length 128 --learning-rate 5e-5 --overwrite
-step "eval on the test split"
-rtune eval --dataset "$RUN/data" --model bm25 --output "$RUN/eval/bm25" --overwrite
-rtune eval --dataset "$RUN/data" --model sentence-transformers/all-MiniLM-L6-v2 --output "$RUN/eval/base" --overwrite
-rtune eval --dataset "$RUN/data" --model "$RUN/stage1" --output "$RUN/eval/stage1" --overwrite
-step "BM25 vs base vs fine-tuned (test split)"
-rtune compare "$RUN/eval/bm25" "$RUN/eval/base" "$RUN/eval/stage1"
+args=(examples/squad-cpu.yaml --set "dataset=$DATA" --set "output=$RUN"
+      --set "stages.train_1.max_queries=$QUERIES" --set "stages.dense.train.max_queries=$QUERIES")
+if rtune run --help >/dev/null 2>&1; then
+  rtune run "${args[@]}"
+else  # until `rtune run` is wired into the CLI
+  python -m rtune.pipeline "${args[@]}"
+fi
+echo "report: $RUN/report.html ($RUN/report.md, $RUN/results.csv)"

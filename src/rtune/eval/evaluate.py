@@ -39,6 +39,9 @@ class EvalConfig(EncoderOptions):
     rerank: str | None = Field(None, description="reranker (cross-encoder or LLM yes-token model) for the first stage's top candidates; "
                                "its metrics are added as reranked.<metric>")
     rerank_top: int = Field(50, ge=1, description="first-stage candidates reranked per query")
+    hybrid: str | None = Field(None, description="fuse the dense --model with this lexical ranker (bm25) [default: no fusion]")
+    fusion: str = Field("minmax", description="hybrid: rrf (reciprocal rank fusion) or minmax (normalised score sum)")
+    dense_weight: float = Field(0.5, ge=0, le=1, description="hybrid: the dense run's weight (the lexical one gets 1 - it)")
     overwrite: bool = Field(False, description="replace an existing --output")
 
     @field_validator("index_type")
@@ -48,9 +51,24 @@ class EvalConfig(EncoderOptions):
 
         return check_choice("index type", value, INDEX_TYPES)
 
+    @field_validator("hybrid", "fusion")
+    @classmethod
+    def _fusion_choices(cls, value: str | None, info) -> str | None:
+        from rtune.errors import check_choice
+        from rtune.eval.fusion import FUSION_METHODS
+
+        valid = [BM25] if info.field_name == "hybrid" else FUSION_METHODS
+        return value if value is None else check_choice(f"--{info.field_name}", value, valid)
+
 
 def build_ranker(config: EvalConfig, dataset: RetrievalDataset) -> Ranker:
     corpus = list(dataset.corpus.values())
+    if config.hybrid and config.model != BM25:
+        from rtune.eval.fusion import HybridRanker
+
+        lexical = build_ranker(config.model_copy(update={"model": BM25, "hybrid": None}), dataset)
+        dense = build_ranker(config.model_copy(update={"hybrid": None}), dataset)
+        return HybridRanker(lexical, dense, config.fusion, config.dense_weight)
     if config.model == BM25:
         return BM25Ranker(corpus, dataset_language(config.language, config.dataset), use_title=config.resolve_settings().use_title)
     encoder = config.build_encoder(config.model)

@@ -1,0 +1,224 @@
+"""rtune run end to end on toy data with a tiny model: skipping, staleness, corruption, gating, the report,
+and real SIGKILLs in the middle of mining and of training followed by a run that ends equal to an
+uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import write_beir
+from rtune.pipeline.runner import run_pipeline
+
+HERE = Path(__file__).resolve().parent
+
+
+def pipeline_dict(dataset: Path, model: Path, output: Path, hybrid: bool = False) -> dict:
+    return {
+        "dataset": str(dataset), "base_model": str(model), "seed": 7, "output": str(output),
+        "eval": {"ks": [1, 5], "metric": "ndcg@5", "hybrid": hybrid, "fusion_weights": [0.3, 0.7]},
+        "stages": [
+            {"name": "mine_bm25", "stage": "mine", "range": "2-8", "negatives": 1, "backfill": "random"},
+            {"name": "train_1", "stage": "train", "group_size": 2, "batch_size": 2, "epochs": 2, "learning_rate": 1e-3},
+            {"rounds": {"count": 1, "keep_if_better": True, "mine": {"range": "2-8", "negatives": 1, "backfill": "random"},
+                        "train": {"group_size": 2, "batch_size": 2, "epochs": 1, "learning_rate": 1e-3}}},
+        ],
+    }
+
+
+def write_pipeline(folder: Path, data: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{Path(data['output']).name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def statuses(outcomes) -> dict[str, str]:
+    return {o.name: o.status for o in outcomes}
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> Path:
+    return write_beir(tmp_path_factory.mktemp("data") / "toy")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, toy, tiny_model) -> tuple[Path, list]:
+    """An uninterrupted run (hybrid baselines on), and its outcomes."""
+    folder = tmp_path_factory.mktemp("reference")
+    path = write_pipeline(folder, pipeline_dict(toy, tiny_model, folder / "run", hybrid=True))
+    return folder / "run", run_pipeline(path, echo=lambda line: None)
+
+
+def copy_run(reference: Path, target: Path) -> Path:
+    shutil.copytree(reference, target)
+    return target
+
+
+def results(run: Path) -> dict[str, dict]:
+    rows = json.loads((run / "systems.json").read_text())["systems"]
+    out = {}
+    for row in rows:
+        from rtune.pipeline.rows import metrics_of
+        from rtune.pipeline.systems import System
+
+        system = System(**row)
+        out[system.label] = {"dev": metrics_of(system, run, "dev"), "test": metrics_of(system, run, "test")}
+    return out
+
+
+def assert_same_results(a: Path, b: Path) -> None:
+    ra, rb = results(a), results(b)
+    assert ra.keys() == rb.keys()
+    for label in ra:
+        for split in ("dev", "test"):
+            assert ra[label][split].keys() == rb[label][split].keys()
+            for metric, value in ra[label][split].items():
+                assert rb[label][split][metric] == pytest.approx(value, abs=1e-6), (label, split, metric)
+    for stage in ("mine_bm25", "mine_dense_1"):
+        assert (a / stage / "output" / "groups.jsonl").read_bytes() == (b / stage / "output" / "groups.jsonl").read_bytes()
+    from safetensors.numpy import load_file
+
+    for stage in ("train_1", "train_dense_1"):
+        wa, wb = load_file(a / stage / "output" / "model.safetensors"), load_file(b / stage / "output" / "model.safetensors")
+        assert wa.keys() == wb.keys()
+        for key in wa:
+            assert abs(wa[key] - wb[key]).max() < 1e-5, (stage, key)
+
+
+def test_reference_run_writes_every_stage_manifest_and_the_report(reference):
+    run, outcomes = reference
+    assert set(statuses(outcomes).values()) == {"ran"}
+    for stage in ("mine_bm25", "train_1", "mine_dense_1", "train_dense_1"):
+        manifest = json.loads((run / stage / "stage_manifest.json").read_text())
+        stats = manifest["stats"]
+        assert {"key", "outputs", "seed", "peak_memory_mb", "ended", "result"} <= set(stats)
+        assert manifest["started"] and manifest["versions"]["torch"] and stats["seed"] == 7
+        assert manifest["inputs"], stage  # hashes of what it read, the start model included for training
+    train_inputs = json.loads((run / "train_dense_1" / "stage_manifest.json").read_text())["stats"]["key_parts"]["inputs"]
+    assert train_inputs["model"]["ref"] == "train_1" and train_inputs["groups"]["ref"] == "mine_dense_1"
+    labels = [r["label"] for r in json.loads((run / "systems.json").read_text())["systems"]]
+    assert labels[:2] == ["bm25", "base"] and "train_1" in labels and "hybrid-base" in labels
+    fusion = json.loads((run / "baselines" / "hybrid-base" / "eval-dev" / "output" / "fusion.json").read_text())
+    assert fusion["metric"] == "ndcg@5" and len(fusion["grid"]) == 4
+    test_fusion = json.loads((run / "baselines" / "hybrid-base" / "eval-test" / "output" / "fusion.json").read_text())
+    assert {k: test_fusion[k] for k in ("method", "dense_weight")} == {k: fusion[k] for k in ("method", "dense_weight")}
+    report = (run / "report.md").read_text()
+    assert "Metrics on test" in report and "Per-query wins and losses" in report and "Mining:" in report
+    html = (run / "report.html").read_text()
+    assert "http://" not in html and "https://" not in html
+    header = (run / "results.csv").read_text().splitlines()[0].split(",")
+    assert {"system", "settings.learning_rate", "dev.ndcg@5", "test.recall@5"} <= set(header)
+
+
+def test_rerun_skips_every_fresh_step(reference, tmp_path):
+    run = copy_run(reference[0], tmp_path / "run")
+    data = yaml.safe_load(next(reference[0].parent.glob("*.yaml")).read_text())
+    path = write_pipeline(tmp_path, {**data, "output": str(run)})
+    lines: list[str] = []
+    outcomes = run_pipeline(path, ["stages.mine_bm25.batch_size=3", "eval.encode_batch_size=5"], echo=lines.append)
+    assert set(statuses(outcomes).values()) == {"skipped"}  # volatile fields do not make a step stale
+    assert any(line.startswith("mine_bm25") and "fresh" in line for line in lines)
+
+
+def test_changing_one_setting_reruns_that_stage_and_downstream_only(reference, tmp_path):
+    run = copy_run(reference[0], tmp_path / "run")
+    data = yaml.safe_load(next(reference[0].parent.glob("*.yaml")).read_text())
+    path = write_pipeline(tmp_path, {**data, "output": str(run)})
+    dry = statuses(run_pipeline(path, ["stages.dense.mine.negatives=2"], dry_run=True, echo=lambda line: None))
+    assert dry["mine_bm25"] == "would skip" and dry["train_1"] == "would skip" and dry["mine_dense_1"] == "would run"
+    assert dry["train_dense_1"] == "would run"
+    outcomes = run_pipeline(path, ["stages.dense.mine.negatives=2"], echo=lambda line: None)
+    status = statuses(outcomes)
+    assert status["mine_bm25"] == status["train_1"] == status["train_1: dev"] == status["base: test"] == "skipped"
+    assert status["mine_dense_1"] == status["train_dense_1"] == status["train_dense_1: dev"] == "ran"
+    reason = next(o.reason for o in outcomes if o.name == "mine_dense_1")
+    assert "config changed: negatives 1 -> 2" in reason
+
+
+def test_corrupted_artifact_is_detected_and_rebuilt(reference, tmp_path):
+    run = copy_run(reference[0], tmp_path / "run")
+    data = yaml.safe_load(next(reference[0].parent.glob("*.yaml")).read_text())
+    path = write_pipeline(tmp_path, {**data, "output": str(run)})
+    groups = run / "mine_bm25" / "output" / "groups.jsonl"
+    groups.write_bytes(groups.read_bytes()[:-40])  # a partial write
+    outcomes = run_pipeline(path, echo=lambda line: None)
+    first = next(o for o in outcomes if o.name == "mine_bm25")
+    assert first.status == "ran" and "corrupted or partial" in first.reason
+    assert statuses(outcomes)["train_1"] == "skipped"  # rebuilt byte-identical: downstream stays fresh
+    assert_same_results(reference[0], run)
+
+
+def test_refused_stage_carries_the_previous_model_forward(reference, tmp_path, monkeypatch):
+    import rtune.pipeline.gate as gate
+
+    original = gate.decide
+
+    def worse(name, keep, metric, value, previous, previous_value):
+        return original(name, keep, metric, -1.0 if name == "train_dense_1" else value, previous, previous_value)
+
+    monkeypatch.setattr(gate, "decide", worse)
+    run = copy_run(reference[0], tmp_path / "run")
+    data = yaml.safe_load(next(reference[0].parent.glob("*.yaml")).read_text())
+    path = write_pipeline(tmp_path, {**data, "output": str(run)})
+    lines: list[str] = []
+    run_pipeline(path, echo=lines.append)
+    assert any("REFUSED train_dense_1 by keep_if_better" in line for line in lines)
+    systems = json.loads((run / "systems.json").read_text())
+    assert systems["final"] == "train_1"
+    assert "REFUSED: stage train_dense_1" in (run / "report.md").read_text()
+    assert (run / "baselines" / "hybrid-train_1").is_dir()
+
+
+def _kill_during(where: str, reference: Path, tmp_path: Path) -> Path:
+    data = yaml.safe_load(next(reference.parent.glob("*.yaml")).read_text())
+    run = tmp_path / "run"
+    path = write_pipeline(tmp_path, {**data, "output": str(run)})
+    marker = tmp_path / "paused"
+    child = subprocess.Popen([sys.executable, str(HERE / "pipeline_child.py"), str(path), str(marker), where],
+                             env={**os.environ, "PYTHONPATH": str(HERE)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 300
+        while not marker.exists():
+            if child.poll() is not None:
+                pytest.fail(f"child ended before pausing: {child.stderr.read().decode()[-2000:]}")
+            assert time.time() < deadline, "child never reached the pause point"
+            time.sleep(0.2)
+        os.kill(child.pid, signal.SIGKILL)
+        assert child.wait(30) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert (run / ".rtune-run.lock").exists()  # the killed run's lock stays behind
+    return path
+
+
+def test_sigkill_in_the_middle_of_mining_then_rerun_equals_uninterrupted(reference, tmp_path, caplog):
+    path = _kill_during("mine", reference[0], tmp_path)
+    run = tmp_path / "run"
+    assert not (run / "mine_bm25" / "stage_manifest.json").exists()
+    with caplog.at_level("WARNING"):
+        outcomes = run_pipeline(path, echo=lambda line: None)
+    assert "taking over the lock of a run that died" in caplog.text
+    assert "stopped before finishing" in next(o.reason for o in outcomes if o.name == "mine_bm25")
+    assert_same_results(reference[0], run)
+
+
+def test_sigkill_in_the_middle_of_training_then_rerun_equals_uninterrupted(reference, tmp_path):
+    path = _kill_during("train", reference[0], tmp_path)
+    run = tmp_path / "run"
+    assert (run / "mine_bm25" / "stage_manifest.json").exists() and not (run / "train_1" / "stage_manifest.json").exists()
+    outcomes = run_pipeline(path, echo=lambda line: None)
+    status = statuses(outcomes)
+    assert status["mine_bm25"] == "skipped" and status["train_1"] == "ran"
+    assert_same_results(reference[0], run)

@@ -1,0 +1,213 @@
+"""rtune run: schema validation, references, rounds, overrides, the lock, fusion, comparison helpers (no training)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rtune.errors import InputError
+from rtune.pipeline.plan import BASE, build_plan
+
+
+def _raw(dataset: Path, stages: list[dict], **extra) -> dict:
+    return {"dataset": str(dataset), "base_model": "base-model-id", "seed": 3, "stages": stages, **extra}
+
+
+MINE = {"name": "mine_bm25", "stage": "mine", "range": "2-8", "negatives": 1}
+TRAIN = {"name": "train_1", "stage": "train", "epochs": 1}
+
+
+def test_unknown_stage_field_names_stage_and_field(toy_beir):
+    with pytest.raises(InputError, match=r"stage 'train_1' \(train\): unknown field 'epoch'"):
+        build_plan(_raw(toy_beir, [MINE, {**TRAIN, "epoch": 2}]))
+
+
+def test_bad_stage_value_names_stage_and_field(toy_beir):
+    with pytest.raises(InputError, match=r"stage 'train_1' \(train\): field 'epochs'"):
+        build_plan(_raw(toy_beir, [MINE, {**TRAIN, "epochs": 0}]))
+    with pytest.raises(InputError, match=r"stage 'mine_bm25' \(mine\): field 'strategy': unknown strategy"):
+        build_plan(_raw(toy_beir, [{**MINE, "strategy": "best"}]))
+
+
+def test_unknown_pipeline_key_and_stage_kind(toy_beir):
+    with pytest.raises(InputError, match=r"pipeline field 'sead': unknown field"):
+        build_plan(_raw(toy_beir, [MINE], sead=1))
+    with pytest.raises(InputError, match=r"stage 'x': field 'stage': unknown stage kind 'distil'; valid: prepare, mine"):
+        build_plan(_raw(toy_beir, [{"name": "x", "stage": "distil"}]))
+    with pytest.raises(InputError, match=r"pipeline field 'eval.metric'|pipeline eval settings"):
+        build_plan(_raw(toy_beir, [MINE], eval={"metric": "ndcg"}))
+
+
+def test_names_are_unique_and_references_point_backwards(toy_beir):
+    with pytest.raises(InputError, match=r"stage 'mine_bm25': field 'name': the name is used twice"):
+        build_plan(_raw(toy_beir, [MINE, MINE]))
+    with pytest.raises(InputError, match=r"stage 'train_1' \(train\): field 'groups' refers to stage 'mine_late'"):
+        build_plan(_raw(toy_beir, [MINE, {**TRAIN, "groups": "mine_late"}, {**MINE, "name": "mine_late"}]))
+    with pytest.raises(InputError, match=r"field 'output' is set by the pipeline"):
+        build_plan(_raw(toy_beir, [{**MINE, "output": "x"}]))
+
+
+def test_references_and_defaults_resolve_to_stage_names(toy_beir):
+    plan = build_plan(_raw(toy_beir, [MINE, TRAIN, {"name": "dense", "stage": "mine", "method": "dense", "model": "train_1",
+                                                    "previous_groups": "mine_bm25"}]))
+    train, dense = plan.stage("train_1"), plan.stage("dense")
+    assert train.refs == {"groups": "mine_bm25", "model": BASE, "dataset": "dataset"}
+    assert dense.refs["model"] == "train_1" and dense.refs["previous_groups"] == "mine_bm25"
+    assert "model" not in dense.settings
+
+
+def test_rounds_expand_once_declared(toy_beir):
+    rounds = {"rounds": {"count": 2, "mine": {"range": "2-8", "negatives": 1}, "train": {"epochs": 1}, "keep_if_better": True}}
+    plan = build_plan(_raw(toy_beir, [MINE, TRAIN, rounds]))
+    assert [s.name for s in plan.stages] == ["mine_bm25", "train_1", "mine_dense_1", "train_dense_1", "mine_dense_2", "train_dense_2"]
+    assert plan.stage("mine_dense_1").refs["model"] == "train_1"
+    assert plan.stage("train_dense_2").refs == {"model": "train_dense_1", "groups": "mine_dense_2", "dataset": "dataset"}
+    assert plan.stage("train_dense_2").keep_if_better and plan.stage("mine_dense_2").settings["method"] == "dense"
+    with pytest.raises(InputError, match=r"rounds block 3: field 'train.epoch'|stage 'train_dense_1' \(train\): unknown field 'epoch'"):
+        build_plan(_raw(toy_beir, [MINE, TRAIN, {"rounds": {"count": 1, "train": {"epoch": 1}}}]))
+
+
+def test_set_overrides_reach_stages_rounds_and_pipeline(toy_beir):
+    rounds = {"rounds": {"count": 1, "mine": {"range": "2-8", "negatives": 1}}}
+    plan = build_plan(_raw(toy_beir, [MINE, TRAIN, rounds]),
+                      ["stages.train_1.epochs=2", "stages.dense.train.learning_rate=1e-4", "seed=9", "eval.ks=[1, 3]"])
+    assert plan.stage("train_1").settings["epochs"] == 2
+    assert plan.stage("train_dense_1").settings["learning_rate"] == 1e-4
+    assert plan.pipeline.seed == 9 and plan.pipeline.eval.ks == [1, 3]
+    with pytest.raises(InputError, match=r"--set: no stage 'trian'; stages: mine_bm25, train_1, dense"):
+        build_plan(_raw(toy_beir, [MINE, TRAIN, rounds]), ["stages.trian.epochs=2"])
+    with pytest.raises(InputError, match=r"stage 'train_1' \(train\): field 'epochs'"):
+        build_plan(_raw(toy_beir, [MINE, TRAIN]), ["stages.train_1.epochs=zero"])
+
+
+def test_raw_dataset_needs_a_prepare_stage(tmp_path, squad_file):
+    with pytest.raises(InputError, match=r"pipeline field 'dataset': without a 'prepare' stage"):
+        build_plan(_raw(squad_file, [MINE]))
+    plan = build_plan(_raw(squad_file, [{"name": "prep", "stage": "prepare", "split_by": "group"}, MINE]))
+    assert plan.stage("prep").refs == {"input": "dataset"} and plan.stage("mine_bm25").refs == {"dataset": "prep"}
+
+
+def test_pipeline_file_errors_name_the_file(tmp_path, toy_beir):
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(_raw(toy_beir, [{**MINE, "negatives": 0}])))
+    from rtune.pipeline.plan import load_plan
+
+    with pytest.raises(InputError, match=rf"{path}: stage 'mine_bm25' \(mine\): field 'negatives'"):
+        load_plan(path)
+
+
+# the lock ---------------------------------------------------------------------------------------------------
+def test_lock_refuses_a_live_owner_and_takes_over_a_dead_one(tmp_path, caplog):
+    from rtune.pipeline.lock import LOCK_NAME, run_lock
+
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        lock = tmp_path / LOCK_NAME
+        import socket
+
+        lock.write_text(json.dumps({"pid": live.pid, "host": socket.gethostname(), "started": "t"}))
+        with pytest.raises(InputError, match=rf"another run \(process {live.pid}"):
+            with run_lock(tmp_path):
+                pass
+        lock.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started": "t"}))
+        with caplog.at_level("WARNING"), run_lock(tmp_path):
+            assert json.loads(lock.read_text())["pid"] == os.getpid()
+        assert f"taking over the lock of a run that died (process {dead.pid}" in caplog.text
+        assert not lock.exists()
+    finally:
+        live.kill()
+        live.wait()
+
+
+# fusion -----------------------------------------------------------------------------------------------------
+LEXICAL = {"q1": {"a": 10.0, "b": 6.0, "c": 2.0}, "q2": {"x": 1.0}}
+DENSE = {"q1": {"b": 0.9, "c": 0.8, "d": 0.5}, "q3": {"y": 0.4, "z": 0.2}}
+
+
+def test_minmax_fusion_matches_hand_computation():
+    from rtune.eval.fusion import fuse_runs
+
+    fused = fuse_runs(LEXICAL, DENSE, "minmax", 0.25)
+    # lexical min-max: a 1, b .5, c 0; dense: b 1, c .75, d 0
+    assert fused["q1"] == pytest.approx({"a": 0.75, "b": 0.75 * 0.5 + 0.25, "c": 0.25 * 0.75, "d": 0.0})
+    assert fused["q2"] == pytest.approx({"x": 0.0}) and fused["q3"] == pytest.approx({"y": 0.25, "z": 0.0})
+
+
+def test_rrf_fusion_matches_hand_computation():
+    from rtune.eval.fusion import fuse_runs
+
+    fused = fuse_runs(LEXICAL, DENSE, "rrf", 0.5, k=60)
+    expected = {"a": 0.5 / 61, "b": 0.5 / 62 + 0.5 / 61, "c": 0.5 / 63 + 0.5 / 62, "d": 0.5 / 63}
+    assert fused["q1"] == pytest.approx(expected)
+    with pytest.raises(InputError, match="unknown fusion method 'sum'; valid: rrf, minmax"):
+        fuse_runs(LEXICAL, DENSE, "sum")
+
+
+def test_fusion_choice_is_the_best_on_the_given_split():
+    from rtune.pipeline.hybrid import choose_fusion
+
+    qrels = {"q1": {"c": 1}}
+    choice = choose_fusion({"q1": {"a": 3.0, "b": 2.0, "c": 1.0}}, {"q1": {"c": 0.9, "a": 0.1, "b": 0.0}}, qrels,
+                           ["ndcg@1"], "ndcg@1", [0.2, 0.8])
+    assert (choice["method"], choice["dense_weight"]) == ("rrf", 0.8)
+    assert {(g["method"], g["dense_weight"]) for g in choice["grid"]} == {("rrf", 0.2), ("rrf", 0.8), ("minmax", 0.2), ("minmax", 0.8)}
+
+
+def test_eval_hybrid_mode(toy_beir, tiny_model):
+    from rtune.eval.evaluate import EvalConfig, evaluate
+
+    with pytest.raises(Exception, match="unknown --fusion 'sum'"):
+        EvalConfig(dataset=toy_beir, model=str(tiny_model), hybrid="bm25", fusion="sum")
+    bm25 = evaluate(EvalConfig(dataset=toy_beir, model="bm25", split="train", ks=[1, 5]))
+    dense = evaluate(EvalConfig(dataset=toy_beir, model=str(tiny_model), split="train", ks=[1, 5]))
+    # rrf at weight 0 keeps BM25's order (documents only the dense run found come after, at 0)
+    all_lexical = evaluate(EvalConfig(dataset=toy_beir, model=str(tiny_model), split="train", ks=[1, 5], hybrid="bm25",
+                                      fusion="rrf", dense_weight=0.0))
+    all_dense = evaluate(EvalConfig(dataset=toy_beir, model=str(tiny_model), split="train", ks=[1, 5], hybrid="bm25",
+                                    fusion="minmax", dense_weight=1.0))
+    assert all_lexical["ndcg@1"] == pytest.approx(bm25["ndcg@1"])
+    assert all_dense["ndcg@1"] == pytest.approx(dense["ndcg@1"])
+
+
+# report helpers ---------------------------------------------------------------------------------------------
+def test_paired_comparison_counts_and_tests():
+    from rtune.pipeline.significance import paired_comparison
+
+    before = {f"q{i}": 0.0 for i in range(12)}
+    after = {**{f"q{i}": 1.0 for i in range(10)}, "q10": 0.0, "q11": 0.0}
+    result = paired_comparison(before, after)
+    assert (result["wins"], result["losses"], result["ties"]) == (10, 0, 2)
+    assert result["p_value"] < 0.01 and result["mean_difference"] == pytest.approx(10 / 12)
+    assert paired_comparison(before, before)["p_value"] is None
+
+
+def test_gate_refuses_only_a_worse_model():
+    from rtune.pipeline.gate import decide
+
+    assert not decide("s", True, "ndcg@10", 0.4, "prev", 0.5)["kept"]
+    assert decide("s", True, "ndcg@10", 0.5, "prev", 0.5)["kept"]
+    assert decide("s", False, "ndcg@10", 0.1, "prev", 0.5)["kept"]
+
+
+def test_load_rows_reads_eval_folders_run_folders_and_csvs(tmp_path):
+    from rtune.pipeline.compare import load_rows
+
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "metrics.json").write_text(json.dumps({"ndcg@10": 0.5}))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "results.csv").write_text("system,kind,settings.epochs,dev.ndcg@10,test.ndcg@10\nbm25,baseline,,0.7,0.6\n"
+                                                  "train_1,stage,2,0.8,0.65\n")
+    rows = load_rows([str(tmp_path / "eval"), str(tmp_path / "run"), str(tmp_path / "run" / "results.csv")],
+                     ["eval", "run", "csv"])
+    assert rows == {"eval": {"ndcg@10": 0.5}, "run/bm25": {"ndcg@10": 0.6}, "run/train_1": {"ndcg@10": 0.65},
+                    "csv/bm25": {"ndcg@10": 0.6}, "csv/train_1": {"ndcg@10": 0.65}}
+    with pytest.raises(InputError, match="no metrics.json or results.csv here"):
+        load_rows([str(tmp_path)])
