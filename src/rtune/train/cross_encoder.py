@@ -13,12 +13,13 @@ from rtune.data.atomic import atomic_dir, ensure_new_output
 from rtune.data.beir import read_beir
 from rtune.data.dataset import RetrievalDataset
 from rtune.data.groups import read_groups
-from rtune.data.manifest import path_fingerprint, read_manifest, write_manifest
+from rtune.data.manifest import read_manifest
 from rtune.errors import InputError
 from rtune.eval.metrics import DEFAULT_KS, DEFAULT_METRICS, metric_names
-from rtune.models.loading import check_model_name, display_name, resolve_model
+from rtune.models.loading import check_model_name, resolve_model
 from rtune.train.cross_encoder_config import RerankerTrainConfig
 from rtune.train.examples import build_rows, check_rows, sample_queries
+from rtune.train.model_card import record_lineage
 from rtune.train.reranker_losses import PAIRWISE, build_reranker_loss
 from rtune.train.reranker_rows import list_columns, pair_columns
 from rtune.train.training_arguments import shared_training_arguments
@@ -137,11 +138,5 @@ def train_cross_encoder(config: RerankerTrainConfig) -> dict:
         if best and first_dev and best[config.metric_for_best] <= first_dev[config.metric_for_best]:
             log.warning("the best epoch's reranking (%s=%.4f) does not beat the first stage alone on dev (%.4f)",
                         config.metric_for_best, best[config.metric_for_best], first_dev[config.metric_for_best])
-        from rtune.train.model_card import append_lineage
-
-        append_lineage(tmp, {**summary, "base_model": display_name(config.model), "config": config.model_dump(mode="json"),
-                             "groups": path_fingerprint(config.groups_file()), "dataset": str(config.dataset or ""),
-                             "dev_split": config.dev_split, "metric_for_best": config.metric_for_best})
-        inputs = [config.groups_file()] + ([config.dataset] if config.dataset else [])
-        write_manifest(tmp, "train-reranker", config.model_dump(mode="json"), inputs, started, summary, name="rtune_manifest.json")
+        record_lineage(tmp, "train-reranker", config, summary, started)
     return summary

@@ -40,3 +40,16 @@ def append_lineage(model_dir: Path, lineage: dict) -> None:
     if lineage.get("dev_history"):
         section += ["Dev metrics per evaluation:", "", "```json", json.dumps(lineage["dev_history"], indent=2), "```", ""]
     card.write_text(text + "\n".join(section), encoding="utf-8")
+
+
+def record_lineage(folder: Path, stage: str, config, summary: dict, started: float) -> None:
+    """A trained model folder's lineage: the model card section and `rtune_manifest.json` (config, input
+    hashes, versions, `summary`). `config` is a training stage's config (model, groups, dataset, dev split)."""
+    from rtune.data.manifest import path_fingerprint, write_manifest
+    from rtune.models.loading import display_name
+
+    append_lineage(folder, {**summary, "base_model": display_name(config.model), "config": config.model_dump(mode="json"),
+                            "groups": path_fingerprint(config.groups_file()), "dataset": str(config.dataset or ""),
+                            "dev_split": config.dev_split, "metric_for_best": config.metric_for_best})
+    inputs = [config.groups_file()] + ([config.dataset] if config.dataset else [])
+    write_manifest(folder, stage, config.model_dump(mode="json"), inputs, started, summary, name="rtune_manifest.json")
