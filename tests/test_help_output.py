@@ -86,7 +86,7 @@ def test_prepared_language_is_the_bm25_default(squad_file, tmp_path, caplog):
     from rtune.data.beir import read_beir
     from rtune.data.manifest import read_manifest
     from rtune.data.prepare import PrepareConfig, prepare
-    from rtune.eval.evaluate import EvalConfig, build_ranker
+    from rtune.eval.evaluate import EvalConfig, build_ranker, evaluate
     from rtune.mine.run import MineConfig, mine
 
     data = tmp_path / "vi"
@@ -95,6 +95,8 @@ def test_prepared_language_is_the_bm25_default(squad_file, tmp_path, caplog):
     mine(MineConfig(dataset=data, output=tmp_path / "m", range="1-3", negatives=1, backfill="random"))
     assert read_manifest(tmp_path / "m")["config"]["bm25_language"] == "vi"
     assert build_ranker(EvalConfig(dataset=data), read_beir(data)).index.language == "vi"
+    evaluate(EvalConfig(dataset=data, split="test", output=tmp_path / "e"))
+    assert read_manifest(tmp_path / "e")["config"]["language"] == "vi"
     with caplog.at_level("WARNING"):
         mine(MineConfig(dataset=data, output=tmp_path / "m2", range="1-3", negatives=1, backfill="random", language="en"))
     assert read_manifest(tmp_path / "m2")["config"]["bm25_language"] == "en"

@@ -93,6 +93,8 @@ def evaluate(config: EvalConfig, dataset: RetrievalDataset | None = None, ranker
     run is `run.reranked.trec`."""
     started = time.time()
     names = metric_names(config.metrics, config.ks)
+    if ranker is None and (config.model == BM25 or config.hybrid):  # the manifest records the language BM25 ran in
+        config = config.model_copy(update={"language": dataset_language(config.language, config.dataset)})
     if config.output is not None:
         from rtune.data.atomic import ensure_new_output
 
