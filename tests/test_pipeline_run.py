@@ -222,3 +222,17 @@ def test_sigkill_in_the_middle_of_training_then_rerun_equals_uninterrupted(refer
     status = statuses(outcomes)
     assert status["mine_bm25"] == "skipped" and status["train_1"] == "ran"
     assert_same_results(reference[0], run)
+
+
+def test_reranker_stage_adds_the_final_model_with_its_reranker(toy, tiny_model, tmp_path):
+    data = pipeline_dict(toy, tiny_model, tmp_path / "run")
+    data["stages"] = [data["stages"][0], data["stages"][1],
+                      {"name": "reranker", "stage": "train-reranker", "model": str(tiny_model), "group_size": 2,
+                       "batch_size": 2, "epochs": 1, "dataset": None, "allow_collapsed": True}]
+    path = write_pipeline(tmp_path, data)
+    run_pipeline(path, echo=lambda line: None)
+    rows = {r["label"]: r for r in json.loads((tmp_path / "run" / "systems.json").read_text())["systems"]}
+    assert rows["train_1+reranker"]["kind"] == "reranked"
+    metrics = json.loads((tmp_path / "run" / "reranker" / "eval-final-test" / "output" / "metrics.json").read_text())
+    assert "reranked.ndcg@5" in metrics and "ndcg@5" in metrics
+    assert "train_1+reranker" in (tmp_path / "run" / "results.csv").read_text()

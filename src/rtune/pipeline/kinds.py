@@ -16,7 +16,8 @@ DATASET, GROUPS, MODEL, RERANKER, EVAL = "dataset", "groups", "model", "reranker
 # fields that may hold an earlier stage's name instead of a path or hub id
 REF_FIELDS = ("input", "dataset", "groups", "previous_groups", "model", "rerank", "first_stage")
 # fields that never change a stage's results (execution, caching, progress): changing them keeps it fresh
-VOLATILE_COMMON = frozenset({"output", "overwrite", "encode_batch_size", "cache", "cache_dir", "device"})
+VOLATILE_COMMON = frozenset({"output", "overwrite", "encode_batch_size", "cache", "cache_dir", "device",
+                             "checkpoint_dir", "resume_from_checkpoint"})
 
 
 @dataclass(frozen=True)

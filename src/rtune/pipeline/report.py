@@ -134,7 +134,7 @@ def _html(sections, warnings, figures) -> str:
         out += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body]
         out.append("</table>")
     if not figures and not plots.available():
-        out.append("<p><i>figures need matplotlib (pip install 'rtune[report]'); tables only.</i></p>")
+        out.append("<p><i>figures need matplotlib (pip install matplotlib); tables only.</i></p>")
     for title, png in figures:
         out.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>")
     out.append("</body></html>")

@@ -4,6 +4,7 @@ then evaluating every model and the baselines on test and writing the report aft
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rtune.errors import InputError
 from rtune.pipeline.kinds import DATASET, MODEL, REF_FIELDS, RERANKER
 from rtune.pipeline.lock import run_lock
+from rtune.pipeline.logs import quiet_console, run_log
 from rtune.pipeline.memory import peak_mb, reset_peak
 from rtune.pipeline.plan import BASE, ROOT_DATASET, Plan, PlannedStage, load_plan
 from rtune.pipeline.steps import check, content_hash, forget, read_record, record, step_key, value_hash
@@ -22,8 +24,6 @@ from rtune.pipeline.systems import System, write_systems
 
 log = logging.getLogger("rtune.pipeline")
 
-LOG_FILE = "run.log"
-PLAN_FILE = "plan.json"
 
 
 class RunConfig(BaseModel):
@@ -129,7 +129,7 @@ class Runner:
             value = stage.settings.get(field_name)
             if isinstance(value, str | Path):
                 inputs[field_name] = {"ref": None, "value": str(value), "sha": value_hash(str(value))}
-        ignored = set(stage.kind.ignored()) | set(REF_FIELDS) | set(resume_values(type(config), folder))
+        ignored = set(stage.kind.ignored()) | set(REF_FIELDS)
         output = folder / "output"
 
         def work() -> dict:
@@ -290,57 +290,24 @@ def resume_values(cls: type[BaseModel], folder: Path) -> dict[str, Any]:
     return values
 
 
-def _quiet_console() -> dict[logging.Handler, int]:
-    """Terminal handlers show warnings only during a run (one line per step is printed instead); returns
-    their levels to restore."""
-    handlers = [h for h in logging.getLogger().handlers if not isinstance(h, logging.FileHandler)]
-    levels = {h: h.level for h in handlers}
-    for handler in handlers:
-        handler.setLevel(max(handler.level, logging.WARNING))
-    return levels
-
-
-def _file_logging(run_dir: Path) -> logging.Handler:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.setLevel(logging.INFO)
-    root = logging.getLogger("rtune")
-    root.addHandler(handler)
-    if root.level == logging.NOTSET or root.level > logging.INFO:
-        root.setLevel(logging.INFO)
-    return handler
-
-
 def run_pipeline(path: str | Path, overrides: list[str] | None = None, dry_run: bool = False, echo=print) -> list[Outcome]:
     """Validate the pipeline, then run it (or, with `dry_run`, print what would run and why). Returns the outcomes."""
     plan = load_plan(path, overrides)
     runner = Runner(plan, dry_run, echo)
     echo(f"run folder: {runner.run_dir}  ({len(plan.stages)} stages{', dry run' if dry_run else ''})")
-    if dry_run:
-        levels = _quiet_console()
-        try:
-            for stage in plan.stages:
-                runner.run_stage(stage)
-            runner.finish()
-        finally:
-            for console_handler, level in levels.items():
-                console_handler.setLevel(level)
-        return runner.outcomes
-    with run_lock(runner.run_dir):
-        handler, levels = _file_logging(runner.run_dir), _quiet_console()
-        try:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(quiet_console())
+        if not dry_run:
             from rtune.pipeline.systems import write_plan
 
+            stack.enter_context(run_lock(runner.run_dir))
+            stack.enter_context(run_log(runner.run_dir))
             write_plan(runner.run_dir, plan)
-            for stage in plan.stages:
-                runner.run_stage(stage)
-            runner.finish()
-        finally:
-            for console_handler, level in levels.items():
-                console_handler.setLevel(level)
-            logging.getLogger("rtune").removeHandler(handler)
-            handler.close()
+        for stage in plan.stages:
+            runner.run_stage(stage)
+        runner.finish()
+    if dry_run:
+        return runner.outcomes
     from rtune.pipeline.report import stage_table
 
     echo(stage_table(runner.run_dir))
