@@ -128,6 +128,8 @@ def test_rerun_skips_every_fresh_step(reference, tmp_path):
     outcomes = run_pipeline(path, ["stages.mine_bm25.batch_size=3", "eval.encode_batch_size=5"], echo=lines.append)
     assert set(statuses(outcomes).values()) == {"skipped"}  # volatile fields do not make a step stale
     assert any(line.startswith("mine_bm25") and "fresh" in line for line in lines)
+    table = lines[-1]  # the run ends with the stage table
+    assert "test split (final model:" in table and "hybrid-base" in table and "train_dense_1" in table and "ndcg@5" in table
 
 
 def test_changing_one_setting_reruns_that_stage_and_downstream_only(reference, tmp_path):
@@ -185,7 +187,7 @@ def _kill_during(where: str, reference: Path, tmp_path: Path) -> Path:
     path = write_pipeline(tmp_path, {**data, "output": str(run)})
     marker = tmp_path / "paused"
     child = subprocess.Popen([sys.executable, str(HERE / "pipeline_child.py"), str(path), str(marker), where],
-                             env={**os.environ, "PYTHONPATH": str(HERE)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.time() + 300
         while not marker.exists():

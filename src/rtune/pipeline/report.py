@@ -4,6 +4,7 @@ run folder alone after every step."""
 from __future__ import annotations
 
 import html
+import io
 import json
 from pathlib import Path
 
@@ -166,7 +167,7 @@ def stage_table(run_dir: str | Path) -> str:
                   for r in rows}
     table_rows = {k: {m: v for m, v in values.items() if v is not None} for k, values in table_rows.items()}
     columns = [f"dev {metric}", *[c for c in HEADLINE if any(c in v for v in table_rows.values())]]
-    console = Console(record=True, width=120, force_terminal=False)
-    with console.capture():
-        console.print(metrics_table(table_rows, columns=columns, title=f"test split (final model: {meta.get('final')})"))
-    return console.export_text().rstrip()
+    buffer = io.StringIO()
+    Console(file=buffer, width=140, force_terminal=False).print(
+        metrics_table(table_rows, columns=columns, title=f"test split (final model: {meta.get('final')})"))
+    return buffer.getvalue().rstrip()
