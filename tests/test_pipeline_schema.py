@@ -211,3 +211,14 @@ def test_load_rows_reads_eval_folders_run_folders_and_csvs(tmp_path):
                     "csv/bm25": {"ndcg@10": 0.6}, "csv/train_1": {"ndcg@10": 0.65}}
     with pytest.raises(InputError, match="no metrics.json or results.csv here"):
         load_rows([str(tmp_path)])
+
+
+def test_a_failing_stage_is_named_and_left_without_manifest(toy_beir, tmp_path):
+    from rtune.pipeline.runner import run_pipeline
+
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump({**_raw(toy_beir, [{**MINE, "range": "2-3", "negatives": 5}]), "output": str(tmp_path / "run")}))
+    with pytest.raises(InputError, match=r"step 'mine_bm25': .*--negatives 5 is more than the range 2-3"):
+        run_pipeline(path, echo=lambda line: None)
+    assert not (tmp_path / "run" / "mine_bm25" / "stage_manifest.json").exists()
+    assert not (tmp_path / "run" / ".rtune-run.lock").exists()  # released on failure

@@ -92,7 +92,10 @@ class Runner:
         folder.mkdir(parents=True, exist_ok=True)
         started = time.time()
         reset_peak()
-        extra = work()
+        try:
+            extra = work()
+        except InputError as err:  # name the step; no manifest is written, so the next run retries it
+            raise InputError(f"step '{name}': {err.message}", err.path, err.line) from err
         paths = [self.resolve(i["ref"]) if i.get("ref") else i["value"] for i in inputs.values()]
         stats = record(folder, kind, config.model_dump(mode="json"), paths, started, parts, outputs,
                        {"seed": self.pipeline.seed, "peak_memory_mb": peak_mb(), "seconds": round(time.time() - started, 2),
