@@ -133,7 +133,7 @@ def train_llm_reranker(config: LLMRerankerTrainConfig) -> dict:
             optimizer.step()
             schedule.step()
             optimizer.zero_grad()
-            losses.append(round(float(loss), 5))
+            losses.append(round(float(loss.detach()), 5))
         log.info("epoch done: mean loss %.4f", sum(losses[-steps_per_epoch:]) / steps_per_epoch)
     teacher.model.eval()
     summary = {"groups": len(groups), "steps": len(losses), "losses": losses, "train_seconds": round(time.time() - started, 2)}
