@@ -160,6 +160,15 @@ def test_lora_training_merge_and_stages_on_an_adapter_folder(tiny_llama, toy_bei
     np.testing.assert_allclose(merged.encode_documents(texts), adapted.encode_documents(texts), atol=1e-5)
     np.testing.assert_allclose(merged.encode_queries(["Who created Python?"]), adapted.encode_queries(["Who created Python?"]), atol=1e-5)
 
+    from rtune.index.retriever import Retriever
+    from rtune.score.bi_encoder import BiEncoderTeacher
+
+    teacher = BiEncoderTeacher(str(out), device="cpu")  # teacher scoring and the Retriever take the adapter folder too
+    expected = adapted.encode_queries(["Who created Python?"]) @ adapted.encode_documents(texts).T  # (1, 2)
+    np.testing.assert_allclose(teacher.score([("Who created Python?", t) for t in texts]), expected[0], atol=1e-5)
+    retriever = Retriever.from_pretrained(out, device="cpu").index_documents(texts)
+    assert retriever.retrieve("Who created Python?", top_k=2)[0].score == pytest.approx(float(expected[0].max()), abs=1e-5)
+
     cache_dir = tmp_path / "cache"
     means = evaluate(EvalConfig(dataset=toy_beir, model=str(out), split="test", cache_dir=cache_dir))
     assert 0 <= means["ndcg@10"] <= 1
