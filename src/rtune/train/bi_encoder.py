@@ -11,16 +11,19 @@ from pathlib import Path
 from rtune.data.atomic import atomic_dir, ensure_new_output
 from rtune.data.beir import read_beir
 from rtune.data.groups import read_groups
-from rtune.data.manifest import path_fingerprint, read_manifest, write_manifest
+from rtune.data.manifest import read_manifest
 from rtune.errors import InputError
 from rtune.eval.metrics import DEFAULT_KS, DEFAULT_METRICS, metric_names
-from rtune.models.loading import display_name, load_bi_encoder, resolve_model
+from rtune.models.loading import display_name, resolve_model
 from rtune.models.settings import EncoderSettings
 from rtune.train.config import DEFAULT_PASSAGE_LENGTH, DEFAULT_QUERY_LENGTH, TrainConfig
 from rtune.train.examples import TrainingRows, build_rows, check_rows, sample_queries
 from rtune.train.losses import build_loss, needs_teacher_scores, uses_in_batch_negatives
-from rtune.train.precision import precision_flags
+from rtune.train.model_card import record_lineage
 from rtune.train.teacher_scores import groups_teacher, require_teacher_scores
+from rtune.train.training_arguments import shared_training_arguments
+from rtune.train.icl import with_icl_sample
+from rtune.train.lora import apply_lora, save_base_reference, use_adapter_checkpoints
 
 log = logging.getLogger(__name__)
 
@@ -30,34 +33,14 @@ def _training_arguments(config: TrainConfig, checkpoints: Path, has_dev: bool, r
 
     from rtune.train.batch_sampler import KnownPositiveBatchSampler, no_conflicts
 
-    strategy = "epoch" if has_dev else "no"
     return SentenceTransformerTrainingArguments(
-        output_dir=str(checkpoints),
-        num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio in Transformers v5
-        seed=config.seed,
-        data_seed=config.seed,
         # In-batch negatives must not be positives in disguise: no batch holds a passage twice, nor a
         # known positive of any row's query; epoch e trains on its own block of rows (fresh negatives).
         # A loss over each row's own group alone (kl, margin_mse, mean_margin) has no such conflict.
         batch_sampler=functools.partial(KnownPositiveBatchSampler, rows_per_epoch=rows.rows_per_epoch, blocks=rows.epochs,
                                         keys=rows.keys if uses_in_batch_negatives(config) else no_conflicts(rows.keys)),
-        eval_strategy=strategy,
-        save_strategy="epoch" if has_dev else "no",
-        load_best_model_at_end=has_dev,
-        metric_for_best_model=f"eval_dev_{config.metric_for_best}" if has_dev else None,
-        greater_is_better=True,
-        save_total_limit=1 if has_dev else None,
-        save_only_model=True,
-        logging_steps=10,
-        report_to="none",
-        disable_tqdm=False,
-        dataloader_pin_memory=False,
-        use_cpu=config.device == "cpu",
-        **precision_flags(config.precision, config.device),
+        **shared_training_arguments(config, checkpoints, has_dev),
     )
 
 
@@ -119,8 +102,9 @@ def train_bi_encoder(config: TrainConfig) -> dict:
     dataset = read_beir(config.dataset) if config.dataset else None
     if dataset is not None:
         dataset.require_split(config.dev_split)
-    model = load_bi_encoder(config.model, config.device)
+    model = apply_lora(config.load_model(config.model), config, config.model)  # pooling/EOS/dtype; --lora-rank
     settings = training_settings(config, model, read_manifest(config.groups_file().parent))
+    settings = with_icl_sample(settings, groups, config.icl_sample, config.seed, model.tokenizer)
     evaluator = None
     if dataset is not None:
         family, k = config.metric_for_best.split("@")
@@ -138,12 +122,14 @@ def train_bi_encoder(config: TrainConfig) -> dict:
         _set_widget(model, rows)
         trainer = build_trainer(config, model, rows, tmp / "checkpoints", settings, evaluator)
         _concise_progress(trainer, config.metric_for_best)
+        use_adapter_checkpoints(trainer)
         train_started = time.time()
         output = trainer.train()
         train_seconds = time.time() - train_started
         shutil.rmtree(tmp / "checkpoints", ignore_errors=True)
         _save_prompts(model, settings)
         model.save(str(tmp))
+        save_base_reference(tmp, model, config.model)
         settings.save(tmp)
         history = evaluator.history if evaluator else []
         best = max(history[1:], key=lambda h: h[config.metric_for_best]) if len(history) > 1 else None
@@ -162,13 +148,7 @@ def train_bi_encoder(config: TrainConfig) -> dict:
         if best and base_dev and best[config.metric_for_best] <= summary["base_dev"][config.metric_for_best]:
             log.warning("the best epoch (%s=%.4f) does not beat the starting model on dev (%.4f)", config.metric_for_best,
                         best[config.metric_for_best], summary["base_dev"][config.metric_for_best])
-        from rtune.train.model_card import append_lineage
-
-        append_lineage(tmp, {**summary, "base_model": display_name(config.model), "config": config.model_dump(mode="json"),
-                             "groups": path_fingerprint(config.groups_file()), "dataset": str(config.dataset or ""),
-                             "dev_split": config.dev_split, "metric_for_best": config.metric_for_best})
-        inputs = [config.groups_file()] + ([config.dataset] if config.dataset else [])
-        write_manifest(tmp, "train", config.model_dump(mode="json"), inputs, started, summary, name="rtune_manifest.json")
+        record_lineage(tmp, "train", config, summary, started)
     return summary
 
 

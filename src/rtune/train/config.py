@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
-from rtune.eval.metrics import parse_metric
 from rtune.models.encoder_options import EncoderOptions
 from rtune.models.loading import DEFAULT_MODEL
+from rtune.train.lora import LoraOptions
+from rtune.train.stage_checks import TrainingStageChecks
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
 TeacherScale = Literal["logits", "probabilities"]  # rtune.train.distill_losses.TEACHER_SCALES
@@ -17,7 +18,7 @@ DEFAULT_QUERY_LENGTH = 64
 DEFAULT_PASSAGE_LENGTH = 256
 
 
-class TrainConfig(EncoderOptions):
+class TrainConfig(EncoderOptions, LoraOptions, TrainingStageChecks):
     """Everything `rtune train` needs. The encoder settings (prompts, instruction and format, lengths,
     document text rule) are saved with the model and applied identically by mine, eval and the Retriever."""
 
@@ -50,13 +51,9 @@ class TrainConfig(EncoderOptions):
     precision: Precision = Field("auto", description="auto: bf16/fp16 on CUDA, fp32 on CPU")
     seed: int = Field(42, description="seed for sampling, negatives and training")
     allow_collapsed: bool = Field(False, description="train even when most queries have no negative")
+    icl_sample: int | None = Field(None, ge=1, description="draw this many in-context examples (query, first positive) "
+                                   "from the training groups with --seed; saved with the model, replacing --icl-examples")
     overwrite: bool = Field(False, description="replace an existing --output")
-
-    @field_validator("metric_for_best")
-    @classmethod
-    def _known_metric(cls, value: str) -> str:
-        parse_metric(value)
-        return value
 
     @field_validator("loss")
     @classmethod
@@ -66,26 +63,17 @@ class TrainConfig(EncoderOptions):
 
         return check_choice("loss", value, LOSSES)
 
-    @model_validator(mode="after")
-    def _loss_options_fit(self):
-        from rtune.errors import InputError
+    @field_validator("group_size", "teacher_temperature", "contrastive_weight", "margin", "teacher_scores")
+    @classmethod
+    def _fits_the_loss(cls, value, info):
+        """Runs only for options given (and after `loss`): one the loss does not read, or a group without
+        negatives for a loss over each group, is an error naming the option."""
         from rtune.train.losses import DISTILL_OPTIONS, GROUP_LOSSES
 
-        for name, losses in DISTILL_OPTIONS.items():
-            if name in self.model_fields_set and self.loss not in losses:
-                raise InputError(f"--{name.replace('_', '-')} is read only by --loss {' or '.join(losses)}, not by --loss {self.loss}")
-        if self.loss in GROUP_LOSSES and self.group_size < 2:
-            raise InputError(f"--loss {self.loss} compares each positive with its negatives: it needs --group-size 2 or more")
-        return self
-
-    @model_validator(mode="after")
-    def _precision_fits_device(self):
-        from rtune.train.precision import precision_flags
-
-        precision_flags(self.precision, self.device)  # fp16 without CUDA fails here, before any work
-        return self
-
-    def groups_file(self) -> Path:
-        from rtune.data.groups import groups_path
-
-        return groups_path(self.groups)
+        loss = info.data.get("loss")
+        readers = DISTILL_OPTIONS.get(info.field_name)
+        if loss is not None and readers is not None and loss not in readers:
+            raise ValueError(f"read only by --loss {' or '.join(readers)}, not by --loss {loss}")
+        if info.field_name == "group_size" and loss in GROUP_LOSSES and value < 2:
+            raise ValueError(f"--loss {loss} compares each positive with its negatives: it needs --group-size 2 or more")
+        return value
