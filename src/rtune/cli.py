@@ -18,7 +18,10 @@ from rtune.errors import InputError, Interrupted
 from rtune.eval.evaluate import EvalConfig
 from rtune.mine.run import MineConfig
 from rtune.score.run import ScoreConfig
+from rtune.models.merge import MergeConfig
 from rtune.train.config import TrainConfig
+from rtune.train.cross_encoder_config import RerankerTrainConfig
+from rtune.train.llm_reranker import LLMRerankerTrainConfig
 
 console = Console(stderr=True)
 app = typer.Typer(help="Fine-tune a domain retriever from your documents and questions, in measured stages.",
@@ -97,6 +100,34 @@ def _run_score(config: ScoreConfig) -> None:
           f"({stats['pairs_per_second']} pairs/s, {stats['shards_resumed']} shards resumed) -> {config.output}")
 
 
+def _run_train_reranker(config: RerankerTrainConfig) -> None:
+    from rtune.eval.report import metrics_table
+    from rtune.train.cross_encoder import train_cross_encoder
+
+    summary = train_cross_encoder(config)
+    if summary["dev_history"]:
+        rows = {f"{config.first_stage} alone": summary["first_stage"]["dev"]}
+        rows.update({("start" if h["epoch"] == 0 else f"epoch {h['epoch']:g}"): h for h in summary["dev_history"]})
+        Console().print(metrics_table(rows, title=f"dev metrics ({config.dev_split}): top {config.rerank_top} of {config.first_stage}, reranked"))
+    print(f"reranker saved to {config.output} ({summary['examples_per_epoch']} {config.loss} examples per epoch, "
+          f"{summary['examples_per_second']:.2f}/s)")
+
+
+def _run_merge(config: MergeConfig) -> None:
+    from rtune.models.merge import merge
+
+    summary = merge(config)
+    print(f"merged {summary['kind']} (base {summary['base_model']}) saved to {config.output}")
+
+
+def _run_train_llm_reranker(config: LLMRerankerTrainConfig) -> None:
+    from rtune.train.llm_reranker import train_llm_reranker
+
+    summary = train_llm_reranker(config)
+    print(f"adapter saved to {config.output} ({summary['steps']} steps, last loss {summary['losses'][-1]:.4f}); "
+          f"merge it: rtune merge {config.output} --output MERGED")
+
+
 def _run_eval(config: EvalConfig) -> None:
     from rtune.eval.evaluate import evaluate
     from rtune.eval.report import metrics_grid
@@ -167,9 +198,14 @@ STAGES = {
     "prepare": (PrepareConfig, _run_prepare, "Convert raw data (SQuAD json, BEIR folder, QA-pairs jsonl) into a split BEIR dataset.", ("input",)),
     "mine": (MineConfig, _run_mine, "Mine negatives for the train queries and write training groups.", ()),
     "train": (TrainConfig, _run_train, "Fine-tune a bi-encoder on training groups (dev-evaluated every epoch).", ()),
+    "train-reranker": (RerankerTrainConfig, _run_train_reranker, "Fine-tune a cross-encoder (reranker) on training groups; "
+                       "dev evaluation reranks a first stage's top candidates.", ()),
     "score": (ScoreConfig, _run_score, "Write teacher scores (pos_scores/neg_scores) into training groups with a "
               "cross-encoder, an LLM yes-token reranker or a bi-encoder; resumable.", ()),
     "eval": (EvalConfig, _run_eval, "Evaluate BM25 or a bi-encoder on a split: metrics, per-query values, TREC run.", ()),
+    "merge": (MergeConfig, _run_merge, "Merge a LoRA adapter folder into its base: a full model that loads without peft.", ("adapter",)),
+    "train-llm-reranker": (LLMRerankerTrainConfig, _run_train_llm_reranker, "Fine-tune an LLM yes-token reranker with LoRA "
+                           "on training groups (listwise over each group).", ()),
 }
 
 
