@@ -179,6 +179,11 @@ def test_refused_stage_carries_the_previous_model_forward(reference, tmp_path, m
     assert systems["final"] == "train_1"
     assert "REFUSED: stage train_dense_1" in (run / "report.md").read_text()
     assert (run / "baselines" / "hybrid-train_1").is_dir()
+    # the refused stage is still measured on test with its own model, not the one carried forward
+    own = json.loads((run / "train_dense_1" / "stage_manifest.json").read_text())["stats"]["identity"]["output"]
+    tested = json.loads((run / "train_dense_1" / "eval-test" / "stage_manifest.json").read_text())["stats"]["key_parts"]
+    assert tested["inputs"]["model"]["sha"] == own
+    assert results(run)["train_dense_1"]["test"] == pytest.approx(results(reference[0])["train_dense_1"]["test"])
 
 
 def _kill_during(where: str, reference: Path, tmp_path: Path) -> Path:

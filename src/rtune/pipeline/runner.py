@@ -53,6 +53,7 @@ class Runner:
         self.run_dir = plan.run_dir()
         self.effective: dict[str, str] = {}   # stage -> path later stages get (the previous model when refused)
         self.sha: dict[str, str | None] = {}  # stage -> content hash of that path (None: not built yet, dry run)
+        self.own: dict[str, tuple[str, str | None]] = {}  # stage -> its own output and hash, refused or not
         self.dataset_ref = ROOT_DATASET
         self.kept: tuple[str, float | None] = (BASE, None)  # latest kept model and its dev metric
         self.systems: list[System] = []
@@ -96,7 +97,7 @@ class Runner:
             extra = work()
         except InputError as err:  # name the step; no manifest is written, so the next run retries it
             raise InputError(f"step '{name}': {err.message}", err.path, err.line) from err
-        paths = [self.resolve(i["ref"]) if i.get("ref") else i["value"] for i in inputs.values()]
+        paths = [i["value"] if i.get("value") else self.resolve(i["ref"]) for i in inputs.values()]
         stats = record(folder, kind, config.model_dump(mode="json"), paths, started, parts, outputs,
                        {"seed": self.pipeline.seed, "peak_memory_mb": peak_mb(), "seconds": round(time.time() - started, 2),
                         **extra})
@@ -142,6 +143,7 @@ class Runner:
         built = outcome.status in ("ran", "skipped", "would skip")
         self.effective[stage.name] = str(output)
         self.sha[stage.name] = (outcome.record.get("identity") or outcome.record["outputs"])["output"] if built else None
+        self.own[stage.name] = (self.effective[stage.name], self.sha[stage.name])  # kept even when the gate refuses it
         if stage.produces == DATASET:
             self.dataset_ref = stage.name
         if stage.produces == MODEL:
@@ -153,7 +155,7 @@ class Runner:
         """Dev evaluation of the new model, then the keep_if_better gate."""
         from rtune.pipeline.gate import decide
 
-        dev = self.eval_step(f"{stage.name}: dev", folder / "eval-dev", stage.name, self.pipeline.eval.dev_split)
+        dev = self.eval_step(f"{stage.name}: dev", folder / "eval-dev", stage.name, self.pipeline.eval.dev_split, own=True)
         value = (dev.record.get("metrics") or {}).get(self.pipeline.eval.metric)
         decision = decide(stage.name, stage.keep_if_better, self.pipeline.eval.metric, value, *self.kept)
         system = System(stage.name, "stage", stage.name, kept=decision["kept"], gate=decision)
@@ -171,19 +173,26 @@ class Runner:
         self.write_report()
 
     # evaluations ------------------------------------------------------------------------------------------
-    def eval_step(self, name: str, folder: Path, model_ref: str, split: str, rerank_ref: str | None = None) -> Outcome:
+    def eval_step(self, name: str, folder: Path, model_ref: str, split: str, rerank_ref: str | None = None,
+                  own: bool = False) -> Outcome:
+        """Evaluate `model_ref` ('bm25', BASE or a stage: what later stages get from it, or with `own` the stage's
+        own output even when the gate refused it) on `split`."""
         from rtune.eval.evaluate import EvalConfig, evaluate
 
         settings = self.pipeline.eval
-        pending = model_ref != "bm25" and self.ref_sha(model_ref) is None
-        model = "bm25" if model_ref == "bm25" else (f"<{model_ref}>" if pending else self.resolve(model_ref))
+        model_path, model_sha = self.own[model_ref] if own else (None, None)
+        if not own and model_ref != "bm25":
+            model_sha = self.ref_sha(model_ref)
+            model_path = self.resolve(model_ref) if model_sha is not None else None
+        pending = model_ref != "bm25" and model_sha is None
+        model = "bm25" if model_ref == "bm25" else (f"<{model_ref}>" if pending else model_path)
         config = EvalConfig(dataset=self.resolve(self.dataset_ref) if self.ref_sha(self.dataset_ref) else f"<{self.dataset_ref}>",
                             model=model, split=split, metrics=settings.eval_metrics(), ks=settings.eval_ks(), language=settings.language,
                             encode_batch_size=settings.encode_batch_size, output=folder / "output", overwrite=True,
                             rerank=None if rerank_ref is None else self.resolve(rerank_ref), rerank_top=settings.rerank_top)
         inputs = {"dataset": {"ref": self.dataset_ref, "sha": self.ref_sha(self.dataset_ref)}}
         if model_ref != "bm25":
-            inputs["model"] = {"ref": model_ref, "sha": self.ref_sha(model_ref)}
+            inputs["model"] = {"ref": model_ref, "sha": model_sha, "value": model_path}
         if rerank_ref is not None:
             inputs["rerank"] = {"ref": rerank_ref, "sha": self.ref_sha(rerank_ref)}
         from rtune.pipeline.kinds import KINDS
@@ -248,7 +257,8 @@ class Runner:
         self.write_report()
         for system in self.systems:
             if system.kind == "stage":
-                self.eval_step(f"{system.label}: test", self.run_dir / system.label / "eval-test", system.label, settings.test_split)
+                self.eval_step(f"{system.label}: test", self.run_dir / system.label / "eval-test", system.label,
+                               settings.test_split, own=True)
                 self.write_report()
         final = self.kept[0]
         final_folder = base / "base" if final == BASE else self.run_dir / final
