@@ -12,7 +12,8 @@ from rtune.data.groups import read_groups
 from rtune.errors import DataCollapsedError, InputError
 from rtune.eval.evaluate import EvalConfig, evaluate
 from rtune.index.dense_search import exact_search, make_searcher
-from rtune.index.embedding_cache import EmbeddingCache, model_fingerprint
+from rtune.index.embedding_cache import EmbeddingCache
+from rtune.models.fingerprint import model_fingerprint
 from rtune.mine.filters import FalseNegativeFilter
 from rtune.mine.run import MineConfig, mine
 from rtune.mine.sampling import Candidate, RankRange, select_negatives

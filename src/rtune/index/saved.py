@@ -22,7 +22,7 @@ from rtune.data.text import describe_rule
 from rtune.errors import InputError
 from rtune.index.dense_index import DenseIndex
 from rtune.index.dense_search import INDEX_TYPES, ApproximateIndex, ExactIndex
-from rtune.index.embedding_cache import model_fingerprint
+from rtune.models.fingerprint import model_fingerprint
 
 FORMAT = "rtune-retriever/1"
 META, DOCUMENTS, MATRIX, FAISS_INDEX = "retriever.json", "documents.jsonl", "embeddings.npy", "index.faiss"

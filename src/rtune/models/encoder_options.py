@@ -8,9 +8,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rtune.errors import check_choice
-from rtune.index.embedding_cache import DTYPES
 from rtune.models.settings import PADDING_SIDES, POOLINGS, TORCH_DTYPES, EncoderSettings
 
+DTYPES: tuple[str, ...] = ("float32", "float16")  # how corpus embeddings are stored in the cache
 SETTING_FIELDS = ("query_prompt", "document_prompt", "query_instruction", "query_format", "max_query_length",
                   "max_passage_length", "use_title", "pooling", "append_eos", "padding_side", "icl_examples",
                   "torch_dtype")
@@ -34,7 +34,8 @@ class EncoderOptions(BaseModel):
     padding_side: str | None = Field(None, description=f"tokenizer padding side: {', '.join(PADDING_SIDES)} [default: left with last_token pooling, else the tokenizer's]")
     icl_examples: Path | list[dict[str, str]] | None = Field(None, description="in-context examples put before every query: a JSON Lines file of {\"query\", \"response\"} (or a JSON list) [default: the model's saved ones]")
     torch_dtype: str | None = Field(None, description=f"weights dtype when loading: {', '.join(TORCH_DTYPES)} [default: float32]")
-    embedding_dtype: str = Field("float32", description=f"stored corpus embeddings: {', '.join(DTYPES)}")
+    embedding_dtype: str = Field("float32", description="how corpus embeddings are stored in the cache",
+                                 json_schema_extra={"choices": DTYPES})
     cache: bool = Field(True, description="reuse/keep corpus and query embeddings in the embedding cache")
     cache_dir: Path | None = Field(None, description="embedding cache folder [default: $RTUNE_CACHE_DIR or ~/.cache/rtune/embeddings]")
     encode_batch_size: int = Field(64, ge=1, description="texts encoded at once")

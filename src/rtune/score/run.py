@@ -48,7 +48,8 @@ def _survey(path: Path) -> tuple[list[int], list[int]]:
 
 
 def _model_identity(model: str) -> str:
-    from rtune.index.embedding_cache import default_cache_dir, model_fingerprint
+    from rtune.index.embedding_cache import default_cache_dir
+    from rtune.models.fingerprint import model_fingerprint
 
     path = Path(model).expanduser()
     return model_fingerprint(str(path), default_cache_dir()) if path.is_dir() else f"id:{model}"
