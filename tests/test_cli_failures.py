@@ -355,3 +355,16 @@ def test_compare_of_the_same_folder_twice_keeps_both_rows(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "eval (2)" in out and out.count("0.3000") == 2
 
+
+
+@pytest.mark.parametrize("target", ["dataset", "inside"])
+def test_overwrite_never_deletes_an_input(toy_beir, tmp_path, target):
+    """`--output` equal to the dataset, or a folder that contains it, is refused even with --overwrite."""
+    from rtune.cli import main
+
+    before = sorted(p.name for p in toy_beir.iterdir())
+    output = toy_beir if target == "dataset" else toy_beir.parent
+    with pytest.raises(SystemExit) as done:
+        main(["mine", "--dataset", str(toy_beir), "--output", str(output), "--range", "1-8", "--negatives", "2", "--overwrite"])
+    assert done.value.code == 2
+    assert sorted(p.name for p in toy_beir.iterdir()) == before and (toy_beir / "corpus.jsonl").is_file()

@@ -104,12 +104,18 @@ def build_config(config_cls: type[BaseModel], values: dict[str, Any], config_fil
 
 
 def check_outputs(config: BaseModel) -> None:
-    """Before any work: a cache folder the user named must be writable (the default one may degrade)."""
-    from rtune.data.atomic import check_writable
+    """Before any work: a cache folder the user named must be writable (the default one may degrade), and
+    the output must not be (or contain) an input, which `--overwrite` would delete."""
+    from rtune.data.atomic import check_output_not_input, check_writable
 
     cache_dir = getattr(config, "cache_dir", None)
     if cache_dir is not None and getattr(config, "cache", False):
         check_writable(cache_dir, "embedding cache (--cache-dir)", inside=True)
+    output = getattr(config, "output", None)
+    if output is not None:
+        inputs = {name: value for name, value in config if name not in ("output", "cache_dir")
+                  and isinstance(value, (str, Path)) and str(value)}
+        check_output_not_input(output, inputs)
 
 
 def stage_command(name: str, config_cls: type[BaseModel], run, help_text: str, positional: tuple[str, ...] = (),

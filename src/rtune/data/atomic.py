@@ -137,6 +137,23 @@ def check_writable(path: str | Path, what: str = "output", inside: bool = False)
         raise InputError(f"cannot write the {what} here: {existing}: {err.strerror or err}", path) from None
 
 
+def check_output_not_input(output: str | Path, inputs: dict[str, str | Path]) -> None:
+    """Refuse an output that is, or contains, one of the inputs: `--overwrite` would delete it.
+    `inputs` maps option names to paths (those that do not exist are ignored)."""
+    from rtune.errors import InputError
+
+    out = Path(output).expanduser().resolve()
+    for option, value in inputs.items():
+        path = Path(value).expanduser()
+        if not path.exists():
+            continue
+        path = path.resolve()
+        if path == out or out in path.parents:
+            relation = "is" if path == out else "contains"
+            raise InputError(f"the output {relation} the input given as --{option.replace('_', '-')} ({path}); "
+                             "replacing it would delete that input: choose another --output", output)
+
+
 def ensure_new_output(path: str | Path, overwrite: bool) -> None:
     """Refuse to replace something the user already has unless they said `overwrite`, and fail early
     when the output cannot be written at all."""
