@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import click
 import typer
@@ -173,25 +174,30 @@ def _compare_columns(requested: str | None, rows: dict[str, dict[str, float]]) -
 
 
 @app.command()
-def compare(folders: list[str] = typer.Argument(..., metavar="FOLDER...", help="eval output folders (each with metrics.json)"),
+def compare(folders: list[str] = typer.Argument(..., metavar="FOLDER...",
+                                               help="eval output folders, `rtune run` folders or their results.csv"),
             metrics: str | None = typer.Option(None, help="comma-separated metrics [default: ndcg@10,map@25,mrr@10,"
                                                          "recall@10,recall@100, those the folders have]")) -> None:
-    """Print the metrics of several `rtune eval` outputs side by side."""
-    import json
-    from pathlib import Path
-
+    """Print the metrics of several `rtune eval` outputs or `rtune run` folders side by side."""
     from rtune.eval.report import metrics_table
+    from rtune.pipeline.compare import load_rows
 
-    rows = {}
-    for label, folder in zip(unique_labels(folders), folders):
-        path = Path(folder) / "metrics.json"
-        if not path.is_file():
-            raise InputError("no metrics.json here (is it an `rtune eval --output` folder?)", folder)
-        try:
-            rows[label] = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise InputError(f"not a metrics file ({err})", path) from None
+    rows = load_rows(folders, unique_labels(folders))
     Console().print(metrics_table(rows, columns=_compare_columns(metrics, rows)))
+
+
+@app.command("run")
+def run(pipeline: Path = typer.Argument(..., metavar="PIPELINE.yaml", help="pipeline file (see examples/)"),
+        set_: list[str] | None = typer.Option(None, "--set", metavar="PATH=VALUE",
+                                              help="override, e.g. stages.train_1.epochs=2 (repeatable)"),
+        dry_run: bool = typer.Option(False, "--dry-run", help="print the plan: what would run or be skipped, and why")) -> None:
+    """Run a declared pipeline in one run folder: resumable, gated on dev, with baselines and a report."""
+    from rtune.pipeline import run_pipeline
+
+    try:
+        run_pipeline(pipeline, set_ or [], dry_run)
+    except KeyboardInterrupt:
+        _interrupted("interrupted: finished stages are kept; run the same command again to resume")
 
 
 STAGES = {
