@@ -73,3 +73,16 @@ def test_existing_output_is_never_overwritten_silently(squad_file, tmp_path):
     assert (out / "precious.txt").read_text() == "keep me"
     main(["prepare", str(squad_file), "--output", str(out), "--train", "0.5", "--dev", "0.25", "--test", "0.25", "--overwrite"])
     assert not (out / "precious.txt").exists() and (out / "corpus.jsonl").is_file()
+
+
+def test_run_command_plans_a_pipeline_and_refuses_a_bad_one(squad_file, tmp_path, capsys):
+    from conftest import REPO
+
+    example = REPO / "examples" / "squad-cpu.yaml"
+    main(["run", str(example), "--set", f"dataset={squad_file}", "--set", f"output={tmp_path / 'run'}", "--dry-run"])
+    out = capsys.readouterr().out
+    assert "train_dense_1" in out and "would run" in out and not (tmp_path / "run" / "train_1").exists()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"dataset: {squad_file}\\nstages:\\n  - {{name: prepare, stage: prepare, trian: 0.5}}\\n")
+    assert run_cli("run", str(bad)) == 2
+    assert "trian" in capsys.readouterr().err
