@@ -103,12 +103,13 @@ def _run_score(config: ScoreConfig) -> None:
 
 def _run_train_reranker(config: RerankerTrainConfig) -> None:
     from rtune.eval.report import metrics_table
+    from rtune.models.loading import display_name
     from rtune.train.cross_encoder import train_cross_encoder
 
     summary = train_cross_encoder(config)
     if summary["dev_history"]:
-        rows = {f"{config.first_stage} alone": summary["first_stage"]["dev"]}
-        rows.update({("start" if h["epoch"] == 0 else f"epoch {h['epoch']:g}"): h for h in summary["dev_history"]})
+        rows = {f"{config.first_stage} alone": summary["first_stage"]["dev"],
+                **dev_rows(summary["dev_history"], display_name(config.model), summary.get("best"))}
         Console().print(metrics_table(rows, title=f"dev metrics ({config.dev_split}): top {config.rerank_top} of {config.first_stage}, reranked"))
     print(f"reranker saved to {config.output} ({summary['examples_per_epoch']} {config.loss} examples per epoch, "
           f"{summary['examples_per_second']:.2f}/s)")
