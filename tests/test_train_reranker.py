@@ -135,3 +135,14 @@ def test_bad_input_fails_before_any_work(toy, tmp_path):
     with pytest.raises(InputError, match=r"groups.jsonl:2: field 'pos' is empty"):
         train_cross_encoder(RerankerTrainConfig(groups=bad, output=tmp_path / "m", model=str(tiny_ce)))
     assert not (tmp_path / "m").exists()
+
+
+def test_train_reranker_from_the_command_line_prints_its_dev_table(toy, tmp_path, capsys):
+    from rtune.cli import main
+
+    data, groups, tiny_ce = toy
+    main(["train-reranker", "--groups", str(groups), "--dataset", str(data), "--output", str(tmp_path / "rr"),
+          "--model", str(tiny_ce), "--epochs", "1", "--batch-size", "4", "--rerank-top", "5", "--max-length", "64"])
+    out = capsys.readouterr().out
+    assert "reranker saved to" in out and "eval_dev_" not in out  # one line per evaluation, not raw dicts
+    assert "alone" in out and "start" in out and "epoch 1" in out  # the dev table: first stage, start, each epoch

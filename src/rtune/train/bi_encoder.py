@@ -20,6 +20,7 @@ from rtune.train.config import DEFAULT_PASSAGE_LENGTH, DEFAULT_QUERY_LENGTH, Tra
 from rtune.train.examples import TrainingRows, build_rows, check_rows, sample_queries
 from rtune.train.losses import build_loss, needs_teacher_scores, uses_in_batch_negatives
 from rtune.train.model_card import record_lineage
+from rtune.train.progress import concise_progress
 from rtune.train.teacher_scores import groups_teacher, require_teacher_scores
 from rtune.train.training_arguments import shared_training_arguments
 from rtune.train.icl import with_icl_sample
@@ -121,7 +122,7 @@ def train_bi_encoder(config: TrainConfig) -> dict:
             log.info("start: dev %s %.4f", config.metric_for_best, base_dev[f"dev_{config.metric_for_best}"])
         _set_widget(model, rows)
         trainer = build_trainer(config, model, rows, tmp / "checkpoints", settings, evaluator)
-        _concise_progress(trainer, config.metric_for_best)
+        concise_progress(trainer, config.metric_for_best)
         use_adapter_checkpoints(trainer)
         train_started = time.time()
         output = trainer.train()
@@ -159,26 +160,6 @@ def _set_widget(model, rows: TrainingRows) -> None:
     texts = [c for c in columns if c not in ("anchor", "label")]
     model.model_card_data.widget = [{"source_sentence": columns["anchor"][i], "sentences": [columns[c][i] for c in texts]}
                                     for i in range(min(5, len(columns["anchor"])))]
-
-
-def _concise_progress(trainer, metric: str) -> None:
-    """The trainer's bar with the loss on it instead of a raw dict per logging step, and one line per dev
-    evaluation; every logged value still goes to the debug log (the dev history is in the manifest)."""
-    from transformers.trainer_callback import ProgressCallback
-
-    class ConciseProgress(ProgressCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            logs = dict(logs or {})
-            log.debug("trainer: %s", logs)
-            if self.training_bar is None:
-                return
-            if "loss" in logs:
-                self.training_bar.set_postfix(loss=f"{logs['loss']:.4g}")
-            if f"eval_dev_{metric}" in logs:
-                self.training_bar.write(f"epoch {state.epoch:g}: dev {metric} {logs[f'eval_dev_{metric}']:.4f}")
-
-    if trainer.pop_callback(ProgressCallback) is not None:
-        trainer.add_callback(ConciseProgress())
 
 
 def _save_prompts(model, settings: EncoderSettings) -> None:

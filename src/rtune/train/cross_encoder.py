@@ -20,6 +20,7 @@ from rtune.models.loading import check_model_name, resolve_model
 from rtune.train.cross_encoder_config import RerankerTrainConfig
 from rtune.train.examples import build_rows, check_rows, sample_queries
 from rtune.train.model_card import record_lineage
+from rtune.train.progress import concise_progress
 from rtune.train.reranker_losses import PAIRWISE, build_reranker_loss
 from rtune.train.reranker_rows import list_columns, pair_columns
 from rtune.train.training_arguments import shared_training_arguments
@@ -117,6 +118,7 @@ def train_cross_encoder(config: RerankerTrainConfig) -> dict:
                                       train_dataset=Dataset.from_dict(columns), evaluator=evaluator,
                                       loss=build_reranker_loss(config.loss, model, config.group_size - 1))
         train_started = time.time()
+        concise_progress(trainer, config.metric_for_best)
         trainer.train()
         train_seconds = time.time() - train_started
         shutil.rmtree(tmp / "checkpoints", ignore_errors=True)
