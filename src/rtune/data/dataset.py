@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 from rtune.data.records import Document, Qrels, Query
@@ -46,6 +47,11 @@ class RetrievalDataset:
 def normalize_text(text: str) -> str:
     """Case- and whitespace-insensitive key for 'identical text' checks."""
     return " ".join(text.split()).casefold()
+
+
+def text_digest(text: str) -> bytes:
+    """Collision-resistant, deterministic key of a text up to case and whitespace."""
+    return hashlib.blake2b(normalize_text(text).encode("utf-8"), digest_size=16).digest()
 
 
 def check_split_disjoint(qrels: dict[str, Qrels], where: str | None = None) -> None:

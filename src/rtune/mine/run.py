@@ -6,7 +6,6 @@ counted rules; `--negatives` are sampled from `--range`; groups are written as e
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
@@ -19,7 +18,7 @@ from pydantic import Field, field_validator
 
 from rtune.data.atomic import atomic_dir, ensure_new_output
 from rtune.data.beir import read_beir
-from rtune.data.dataset import RetrievalDataset, normalize_text
+from rtune.data.dataset import RetrievalDataset, normalize_text, text_digest
 from rtune.data.groups import GROUPS_FILE, group_writer, groups_path, read_groups
 from rtune.data.manifest import write_manifest
 from rtune.data.records import TrainingGroup
@@ -143,11 +142,6 @@ def known_positives(dataset: RetrievalDataset, split: str) -> dict[str, frozense
     for qid in table:
         by_text.setdefault(normalize_text(dataset.queries[qid].text), set()).update(dataset.positives(split, qid))
     return {qid: frozenset(by_text[normalize_text(dataset.queries[qid].text)]) for qid in table}
-
-
-def text_digest(text: str) -> bytes:
-    """Collision-resistant, deterministic key of a text up to case and whitespace."""
-    return hashlib.blake2b(normalize_text(text).encode("utf-8"), digest_size=16).digest()
 
 
 class _Miner:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rtune.data.dataset import normalize_text
+from rtune.data.dataset import normalize_text, text_digest
 from rtune.data.records import TrainingGroup
 from rtune.errors import DataCollapsedError
 
@@ -33,10 +33,8 @@ def sample_queries(groups: Sequence[TrainingGroup], max_queries: int | None, see
 
 
 def text_key(text: str) -> int:
-    """A compact key of a text up to case and whitespace (for batch conflicts)."""
-    import hashlib
-
-    return int.from_bytes(hashlib.blake2b(normalize_text(text).encode("utf-8"), digest_size=8).digest(), "little")
+    """A compact key of a text up to case and whitespace (for batch conflicts): the mining digest as an int."""
+    return int.from_bytes(text_digest(text), "little")
 
 
 @dataclass(frozen=True, slots=True)
