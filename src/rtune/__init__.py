@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["Retriever", "__version__"]
+__all__ = ["HybridSettings", "Retriever", "__version__"]
 
 
 def __getattr__(name: str):
@@ -13,4 +13,8 @@ def __getattr__(name: str):
         from rtune.index.retriever import Retriever
 
         return Retriever
+    if name == "HybridSettings":
+        from rtune.eval.fusion import HybridSettings
+
+        return HybridSettings
     raise AttributeError(name)

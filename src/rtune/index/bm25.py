@@ -145,6 +145,33 @@ class BM25Index:
                 del full  # one score vector alive at a time, even while the next one is computed
             yield RankedBatch(start, positions, scores, given_scores)
 
+    SETTINGS_FILE = "rtune_bm25.json"
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the index to `folder` (bm25s's own files, memory-mapped on load, plus rtune_bm25.json: language,
+        k1, b, method and size), so a saved Retriever serves BM25 without tokenising its corpus again."""
+        import json
+
+        if self._retriever is None:
+            raise RuntimeError("call index() before save()")
+        folder = Path(folder)
+        self._retriever.save(str(folder), show_progress=False)
+        settings = {"language": self.language, "k1": self.k1, "b": self.b, "method": self.method, "size": self.size}
+        (folder / self.SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> BM25Index:
+        """An index written by `save` (the score matrix memory-mapped)."""
+        import json
+
+        folder = Path(folder)
+        settings = json.loads((folder / cls.SETTINGS_FILE).read_text(encoding="utf-8"))
+        index = cls(settings["language"], settings["k1"], settings["b"], settings["method"])
+        index._retriever = _import_bm25s().BM25.load(str(folder), mmap=True, show_progress=False)
+        index.size = int(settings["size"])
+        return index
+
     def search(self, queries: Sequence[str], k: int, show_progress: bool = False,
                batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """Top-k corpus positions and scores per query (see `rank_all`). Shapes: (n_queries, min(k, size))."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +11,9 @@ import numpy as np
 from rtune.data.beir import read_corpus
 from rtune.data.records import Document
 from rtune.data.text import document_text, document_texts
-from rtune.errors import check_choice
+from rtune.errors import InputError, check_choice
+from rtune.eval.fusion import HybridSettings, fused_top_k, ranks
+from rtune.index.bm25 import BM25Index
 from rtune.index.dense_index import DenseIndex
 from rtune.index.dense_search import INDEX_TYPES
 from rtune.index.embeddings import cached_embeddings
@@ -19,12 +21,26 @@ from rtune.index.encoder import Encoder
 
 
 @dataclass(frozen=True, slots=True)
+class HybridScores:
+    """How a hybrid hit was ranked: its fused score and, for each run that found it among its candidates, its
+    score and rank there (1 = best; None when that run did not have it)."""
+
+    fused: float
+    dense_score: float | None
+    dense_rank: int | None
+    bm25_score: float | None
+    bm25_rank: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class Hit:
-    """One retrieved document."""
+    """One retrieved document. `score`: the dense, fused (hybrid) or, with a reranker, reranker score;
+    `hybrid`: the fusion's parts in hybrid mode (kept through reranking), else None."""
 
     doc_id: str
     score: float
     text: str
+    hybrid: HybridScores | None = None
 
 
 def as_documents(corpus: str | Path | Mapping[str, Document] | Iterable[Document | str | dict]) -> list[Document]:
@@ -49,6 +65,7 @@ def as_documents(corpus: str | Path | Mapping[str, Document] | Iterable[Document
 class Retriever:
     """Dense retrieval with FAISS inner-product search: exact by default, or an approximate `index_type`
     ("ivf", "hnsw") for large corpora. Index once, `save(path)`, and `Retriever.load(path)` to serve.
+    With `hybrid=HybridSettings(...)`, BM25 and dense candidates are fused as `rtune eval --hybrid` fuses them.
 
     >>> retriever = Retriever.from_pretrained("path/to/model")
     >>> retriever.index_documents(["Paris is the capital of France.", "Berlin is in Germany."])
@@ -57,10 +74,17 @@ class Retriever:
     """
 
     def __init__(self, encoder: Encoder, batch_size: int = 64, reranker=None, rerank_top: int = 50,
-                 index_type: str = "exact", seed: int = 0) -> None:
+                 index_type: str = "exact", seed: int = 0, hybrid: HybridSettings | None = None) -> None:
         """`reranker`: a Reranker (rtune.score.reranker) or a cross-encoder / LLM reranker folder or hub id that
-        re-scores each query's top `rerank_top` hits. `index_type`: exact, ivf or hnsw (`seed`: IVF training sample)."""
+        re-scores each query's top `rerank_top` hits. `index_type`: exact, ivf or hnsw (`seed`: IVF training sample).
+        `hybrid`: fuse BM25 with the dense search (see HybridSettings); the reranker then reranks the fused hits."""
         check_choice("index type", index_type, INDEX_TYPES)
+        if hybrid is not None and not isinstance(hybrid, HybridSettings):
+            raise TypeError(f"hybrid must be a HybridSettings or None, not {type(hybrid).__name__}")
+        self.hybrid = hybrid
+        self.bm25: BM25Index | None = None
+        self._corpus_language = "en"  # BM25's language when hybrid.language is None (set by index_documents)
+        self._by_id: tuple[list[Document] | None, dict[str, Document]] = (None, {})
         self.encoder = encoder
         self.batch_size = batch_size
         self.index_type, self.seed = index_type, seed
@@ -84,24 +108,48 @@ class Retriever:
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path | None = None, device: str | None = None,
                         batch_size: int = 64, reranker=None, rerank_top: int = 50, index_type: str = "exact",
-                        **settings) -> Retriever:
+                        hybrid: HybridSettings | None = None, **settings) -> Retriever:
         """Load a sentence-transformers model (folder, hub id, or None for the default MiniLM) with the
         encoder settings saved beside it; `settings` (query_prompt, query_instruction, query_format,
         document_prompt, max_query_length, max_passage_length, use_title) override them."""
         from rtune.models.encoder_options import EncoderOptions
 
         encoder = EncoderOptions(device=device, **settings).build_encoder(str(name_or_path) if name_or_path else None)
-        return cls(encoder, batch_size=batch_size, reranker=reranker, rerank_top=rerank_top, index_type=index_type)
+        return cls(encoder, batch_size=batch_size, reranker=reranker, rerank_top=rerank_top, index_type=index_type,
+                   hybrid=hybrid)
 
     def index_documents(self, corpus, show_progress: bool = False) -> Retriever:
-        """Encode and index documents (see `as_documents` for what `corpus` may be); replaces any earlier index."""
+        """Encode and index documents (see `as_documents` for what `corpus` may be); replaces any earlier index.
+        In hybrid mode BM25 indexes the same document texts; a prepared dataset's corpus.jsonl gives it the
+        dataset's language (recorded by `rtune prepare --language`) unless hybrid.language is set."""
         documents = as_documents(corpus)
         if not documents:
             raise ValueError("nothing to index: the corpus is empty")
         self.index = DenseIndex.build(self.encoder, document_texts(documents, self.use_title), None, "float32",
                                       self.index_type, self.seed, self.batch_size, show_progress)
-        self.documents = documents
+        self.documents, self.bm25 = documents, None
+        self._corpus_language = _corpus_language(corpus)
+        if self.hybrid is not None:
+            self.bm25_index(show_progress)
         return self
+
+    def bm25_language(self) -> str:
+        """The language BM25 runs in: hybrid.language, else the indexed dataset's, else en."""
+        return (self.hybrid.language if self.hybrid is not None else None) or self._corpus_language
+
+    def bm25_index(self, show_progress: bool = False) -> BM25Index:
+        """The BM25 index over the documents (the same text rule as dense search), built when missing or when its
+        language is not `bm25_language()`."""
+        if self.index is None:
+            raise RuntimeError("call index_documents() or Retriever.load() before retrieving")
+        language = self.bm25_language()
+        if self.bm25 is None or self.bm25.language != language or self.bm25.size != len(self.documents):
+            if len(self._documents_by_id()) != len(self.documents):
+                seen: set[str] = set()
+                duplicate = next(d.id for d in self.documents if d.id in seen or seen.add(d.id))
+                raise InputError(f"hybrid retrieval needs unique document ids; '{duplicate}' occurs more than once")
+            self.bm25 = BM25Index(language).index(document_texts(self.documents, self.use_title), show_progress)
+        return self.bm25
 
     def search_embeddings(self, query_embeddings: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
         if self.index is None:
@@ -110,22 +158,58 @@ class Retriever:
 
     def batch_retrieve(self, queries: Sequence[str], top_k: int = 10, batch_size: int | None = None,
                        show_progress: bool = False) -> list[list[Hit]]:
-        """Top-k hits for each query, best first (reranked when the retriever has a reranker)."""
+        """Top-k hits for each query, best first: dense, or fused with BM25 in hybrid mode (BM25's and the dense
+        search's top `hybrid.depth(k)` each, fused, then the k best), then reranked when the retriever has a
+        reranker (its top `rerank_top` first-stage hits)."""
         if self.index is None:
             raise RuntimeError("call index_documents() or Retriever.load() before retrieving")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
         if not queries:
             return []
         embeddings = cached_embeddings(self.encoder, list(queries), "queries", None, "float32", batch_size or self.batch_size,
                                        show_progress)
         depth = max(top_k, self.rerank_top) if self.reranker is not None else top_k
-        positions, scores = self.search_embeddings(embeddings, depth)
-        hits = [
-            [Hit(self.documents[p].id, float(s), self.documents[p].text) for p, s in zip(row_p, row_s) if p >= 0]
-            for row_p, row_s in zip(positions, scores)
-        ]
+        if self.hybrid is not None:
+            hits = self._hybrid_hits(list(queries), embeddings, depth, show_progress)
+        else:
+            positions, scores = self.search_embeddings(embeddings, depth)
+            hits = [
+                [Hit(self.documents[p].id, float(s), self.documents[p].text) for p, s in zip(row_p, row_s) if p >= 0]
+                for row_p, row_s in zip(positions, scores)
+            ]
         if self.reranker is None:
             return hits
-        return self._rerank(list(queries), hits, positions, top_k, show_progress)
+        return self._rerank(list(queries), hits, top_k, show_progress)
+
+    def _hybrid_hits(self, queries: list[str], embeddings: np.ndarray, k: int, show_progress: bool) -> list[list[Hit]]:
+        """Each query's k best after fusing BM25's and the dense search's candidates (rtune.eval.fusion.fused_top_k,
+        the function `rtune eval --hybrid` ranks with)."""
+        from rtune.eval.rankers import rank_run
+
+        depth = self.hybrid.depth(k)
+        ids = [d.id for d in self.documents]
+        qids = {str(i): q for i, q in enumerate(queries)}
+        lexical = rank_run(self.bm25_index(show_progress), ids, qids, depth, "BM25 search", show_progress)
+        positions, scores = self.search_embeddings(embeddings, depth)
+        dense = {qid: {ids[p]: float(s) for p, s in zip(row_p, row_s) if p >= 0}
+                 for qid, row_p, row_s in zip(qids, positions, scores)}
+        fused = fused_top_k(lexical, dense, self.hybrid, k)
+        by_id = self._documents_by_id()
+        out = []
+        for qid in qids:
+            row = fused.get(qid, {})
+            lex, den, lex_rank, den_rank = lexical[qid], dense[qid], ranks(lexical[qid]), ranks(dense[qid])
+            out.append([Hit(d, float(s), by_id[d].text,
+                            HybridScores(float(s), den.get(d), den_rank.get(d), lex.get(d), lex_rank.get(d)))
+                        for d, s in sorted(row.items(), key=lambda kv: (-kv[1], kv[0]))])
+        return out
+
+    def _documents_by_id(self) -> dict[str, Document]:
+        """{doc id: Document}, built once per document list."""
+        if self._by_id[0] is not self.documents:
+            self._by_id = (self.documents, {d.id: d for d in self.documents})
+        return self._by_id[1]
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write the index with everything needed to serve it (see rtune.index.saved); atomic."""
@@ -137,18 +221,21 @@ class Retriever:
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None, batch_size: int = 64, reranker=None,
-             rerank_top: int = 50) -> Retriever:
-        """A retriever saved by `save`: the same model and encoder settings, documents and index, nothing re-encoded."""
+             rerank_top: int = 50, hybrid: HybridSettings | bool | None = None) -> Retriever:
+        """A retriever saved by `save`: the same model and encoder settings, documents and index, nothing re-encoded.
+        `hybrid`: None keeps the saved hybrid settings (or none), False turns hybrid off, a HybridSettings replaces
+        them (e.g. `HybridSettings.from_record(...)`: the fusion chosen on dev)."""
         from rtune.index.saved import load_retriever
 
-        return load_retriever(cls, Path(path), device, batch_size=batch_size, reranker=reranker, rerank_top=rerank_top)
+        return load_retriever(cls, Path(path), device, batch_size=batch_size, reranker=reranker, rerank_top=rerank_top,
+                              hybrid=hybrid)
 
-    def _rerank(self, queries: list[str], hits: list[list[Hit]], positions: np.ndarray, top_k: int,
-                show_progress: bool) -> list[list[Hit]]:
+    def _rerank(self, queries: list[str], hits: list[list[Hit]], top_k: int, show_progress: bool) -> list[list[Hit]]:
         """Each query's top `rerank_top` hits re-scored by the reranker, the rest after them; top_k kept."""
         from rtune.score.rerank import rerank_run
 
-        texts = {self.documents[p].id: document_text(self.documents[p], self.use_title) for p in positions.ravel() if p >= 0}
+        documents = self._documents_by_id()
+        texts = {h.doc_id: document_text(documents[h.doc_id], self.use_title) for row in hits for h in row}
         run = {str(i): {h.doc_id: h.score for h in row} for i, row in enumerate(hits)}
         reranked = rerank_run(run, {str(i): q for i, q in enumerate(queries)}, texts, self.reranker, self.rerank_top,
                               batch_size=self.batch_size, show_progress=show_progress)
@@ -156,9 +243,19 @@ class Retriever:
         for i, row in enumerate(hits):
             by_id, scores = {h.doc_id: h for h in row}, reranked[str(i)]
             best = sorted(scores, key=lambda d: -scores[d])[:top_k]
-            out.append([Hit(d, scores[d], by_id[d].text) for d in best])
+            out.append([replace(by_id[d], score=scores[d]) for d in best])
         return out
 
     def retrieve(self, query: str, top_k: int = 10) -> list[Hit]:
         """Top-k hits for one query, best first."""
         return self.batch_retrieve([query], top_k)[0]
+
+
+def _corpus_language(corpus) -> str:
+    """The BM25 language recorded in a prepared dataset when `corpus` is its corpus.jsonl (or folder), else en."""
+    from rtune.index.bm25 import DEFAULT_LANGUAGE, dataset_language
+
+    if isinstance(corpus, (str, Path)):
+        path = Path(corpus)
+        return dataset_language(None, path if path.is_dir() else path.parent)
+    return DEFAULT_LANGUAGE

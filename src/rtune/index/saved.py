@@ -4,7 +4,9 @@ Folder layout (written atomically):
 - `retriever.json`: format, model (folder or hub id) and its weight fingerprint, encoder settings, index type
   and search parameters, document count and the document text rule;
 - `documents.jsonl`: `{"_id", "title", "text"}` in index order;
-- `embeddings.npy` (exact search; memory-mapped on load) or `index.faiss` (IVF / HNSW).
+- `embeddings.npy` (exact search; memory-mapped on load) or `index.faiss` (IVF / HNSW);
+- `bm25/` (hybrid mode, rtune.index.bm25.BM25Index.save): the BM25 index, memory-mapped on load, so nothing is
+  tokenised again; `retriever.json` then also holds the hybrid settings and the corpus's BM25 language.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from rtune.models.fingerprint import model_fingerprint
 
 FORMAT = "rtune-retriever/1"
 META, DOCUMENTS, MATRIX, FAISS_INDEX = "retriever.json", "documents.jsonl", "embeddings.npy", "index.faiss"
+BM25_DIR = "bm25"
 
 
 def save_retriever(retriever, path: Path, overwrite: bool = False) -> Path:
@@ -36,8 +39,13 @@ def save_retriever(retriever, path: Path, overwrite: bool = False) -> Path:
         raise ValueError("only a retriever built from a model folder or hub id (Retriever.from_pretrained) can be saved")
     meta = {"format": FORMAT, "rtune_version": __version__, "model": model_id, "model_fingerprint": model_fingerprint(model_id),
             "encoder_settings": settings.as_dict(), "document_text": describe_rule(settings.use_title),
-            "index_type": index.index_type, "seed": retriever.seed, "documents": len(retriever.documents)}
+            "index_type": index.index_type, "seed": retriever.seed, "documents": len(retriever.documents),
+            "hybrid": retriever.hybrid.as_dict() if retriever.hybrid is not None else None,
+            "corpus_language": retriever._corpus_language}
+    bm25 = retriever.bm25_index() if retriever.hybrid is not None else None
     with atomic_dir(path, overwrite=overwrite) as tmp:
+        if bm25 is not None:
+            bm25.save(tmp / BM25_DIR)
         write_jsonl(tmp / DOCUMENTS, ({"_id": d.id, "title": d.title, "text": d.text} for d in retriever.documents))
         if isinstance(index.searcher, ApproximateIndex):
             index.searcher.save(tmp / FAISS_INDEX)
@@ -73,11 +81,48 @@ def _read_documents(file: Path) -> list[Document]:
     return docs
 
 
-def load_retriever(cls, path: Path, device: str | None = None, **kwargs):
-    """A `cls` (Retriever) restored from `path`: same model weights (checked), settings, documents and index."""
+def _hybrid_settings(meta: dict, given, file: Path):
+    """The hybrid settings to load with: `given` (a HybridSettings), none (`given` False) or the saved ones (None)."""
+    from rtune.eval.fusion import HybridSettings
+
+    if given is False:
+        return None
+    if given is None:
+        saved = meta.get("hybrid")
+        if saved is None:
+            return None
+        if not isinstance(saved, dict):
+            raise InputError(f"'hybrid' must be an object or null, got {saved!r}", file)
+        return HybridSettings.from_dict(saved, file)
+    if not isinstance(given, HybridSettings):
+        raise TypeError(f"hybrid must be a HybridSettings, False or None, not {type(given).__name__}")
+    return given
+
+
+def _load_bm25(retriever, folder: Path) -> None:
+    """Use the saved BM25 index when it matches the language and documents; else build it again from the saved
+    documents (deterministic: the same texts, language and parameters give the same index)."""
+    from rtune.index.bm25 import BM25Index
+
+    if retriever.hybrid is None:
+        return
+    if (folder / BM25Index.SETTINGS_FILE).is_file():
+        try:
+            bm25 = BM25Index.load(folder)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise InputError(f"cannot read the saved BM25 index ({type(err).__name__}: {err})", folder) from None
+        if bm25.language == retriever.bm25_language() and bm25.size == len(retriever.documents):
+            retriever.bm25 = bm25
+    retriever.bm25_index()
+
+
+def load_retriever(cls, path: Path, device: str | None = None, hybrid=None, **kwargs):
+    """A `cls` (Retriever) restored from `path`: same model weights (checked), settings, documents and index.
+    `hybrid`: None keeps the saved hybrid settings, False drops them, a HybridSettings replaces them."""
     from rtune.models.encoder_options import EncoderOptions
 
     meta = _read_meta(path)
+    settings = _hybrid_settings(meta, hybrid, path / META)
     documents = _read_documents(path / DOCUMENTS)
     if isinstance(meta.get("model"), str) and Path(meta["model"]).is_dir() and \
             model_fingerprint(meta["model"]) != meta.get("model_fingerprint"):
@@ -89,9 +134,11 @@ def load_retriever(cls, path: Path, device: str | None = None, **kwargs):
         matrix = None
         searcher = ApproximateIndex.load(path / FAISS_INDEX, meta["index_type"], meta.get("nprobe", 32), meta.get("ef_search", 256))
     encoder = EncoderOptions(device=device, **meta["encoder_settings"]).build_encoder(meta["model"])
-    retriever = cls(encoder, index_type=meta["index_type"], seed=meta.get("seed", 0), **kwargs)
+    retriever = cls(encoder, index_type=meta["index_type"], seed=meta.get("seed", 0), hybrid=settings, **kwargs)
+    retriever._corpus_language = meta.get("corpus_language") or "en"
     retriever.index = DenseIndex(encoder, matrix, searcher, None, retriever.batch_size, show_progress=False)
     if retriever.index.size != len(documents):
         raise InputError(f"{len(documents)} documents but an index of {retriever.index.size}", path / DOCUMENTS)
     retriever.documents = documents
+    _load_bm25(retriever, path / BM25_DIR)
     return retriever
