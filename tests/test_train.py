@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -236,3 +238,155 @@ def test_train_refuses_bad_input(tiny_model, tmp_path):
     bad.write_text('{"query": "q", "pos": ["p"], "neg": ["n"]}\n')
     with pytest.raises(InputError, match="model folder is empty"):
         train_bi_encoder(TrainConfig(groups=bad, output=tmp_path / "m", model=str(empty)))
+
+
+def _crash_after_checkpoint(monkeypatch, step: int) -> None:
+    """The next training raises once it has saved its checkpoint of optimiser step `step` (a crash mid-run)."""
+    from transformers import TrainerCallback
+
+    import rtune.train.bi_encoder as bi_encoder
+
+    class Crash(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == step:
+                raise RuntimeError(f"crash after checkpoint-{step}")
+
+    original = bi_encoder.build_trainer
+
+    def build(*args, **kwargs):
+        trainer = original(*args, **kwargs)
+        trainer.add_callback(Crash())
+        return trainer
+
+    monkeypatch.setattr(bi_encoder, "build_trainer", build)
+
+
+def test_resumed_training_equals_an_uninterrupted_one(tiny_model, toy_beir, tmp_path, monkeypatch, capsys):
+    """3 epochs of 3 steps with a dev set: crashed after the checkpoint of step 4 (mid-epoch) or 3 (an epoch's end,
+    after its dev evaluation), `rtune train --resume-from-checkpoint` runs only the remaining steps and saves the
+    weights, dev history and loss history of a run that was never interrupted (and saved no checkpoints)."""
+    from safetensors.numpy import load_file
+
+    from rtune.cli import main
+
+    mine(MineConfig(dataset=toy_beir, output=tmp_path / "mined", range="2-8", negatives=2, backfill="random"))
+    options = dict(groups=tmp_path / "mined", dataset=toy_beir, model=str(tiny_model), epochs=3, batch_size=2,
+                   learning_rate=1e-3, group_size=2, seed=0)
+    reference = train_bi_encoder(TrainConfig(output=tmp_path / "reference", **options))
+    assert reference["resumed_from"] is None and reference["optimizer_steps"] == reference["steps_run"] == 9
+    expected = load_file(tmp_path / "reference" / "model.safetensors")
+    for step in (4, 3):
+        checkpoints, out = tmp_path / f"checkpoints-{step}", tmp_path / f"resumed-{step}"
+        with monkeypatch.context() as patch:
+            _crash_after_checkpoint(patch, step)
+            with pytest.raises(RuntimeError, match="crash"):
+                train_bi_encoder(TrainConfig(output=out, save_steps=1, checkpoint_dir=checkpoints, **options))
+        assert not out.exists() and (checkpoints / f"checkpoint-{step}" / "optimizer.pt").is_file()
+        flags = [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]
+        main(["train", *flags, f"--output={out}", "--save-steps=1", f"--checkpoint-dir={checkpoints}",
+              f"--resume-from-checkpoint={checkpoints / f'checkpoint-{step}'}"])
+        assert "model saved to" in capsys.readouterr().out
+        summary = json.loads((out / "rtune_manifest.json").read_text())["stats"]
+        assert summary["resumed_from"] == {"checkpoint": f"checkpoint-{step}", "path": str(checkpoints / f"checkpoint-{step}"),
+                                           "step": step}
+        assert summary["optimizer_steps"] == 9 and summary["steps_run"] == 9 - step
+        assert [h["epoch"] for h in summary["dev_history"]] == [0, 1.0, 2.0, 3.0]
+        assert summary["best"]["epoch"] == reference["best"]["epoch"]
+        assert [h["step"] for h in summary["loss_history"]] == [h["step"] for h in reference["loss_history"]]
+        assert [h["loss"] for h in summary["loss_history"]] == pytest.approx([h["loss"] for h in reference["loss_history"]], abs=1e-5)
+        weights = load_file(out / "model.safetensors")
+        assert weights.keys() == expected.keys()
+        assert max(float(abs(weights[k] - expected[k]).max()) for k in expected) < 1e-5, step
+        kept = [p.name for p in checkpoints.glob("checkpoint-*")]
+        assert kept == [f"checkpoint-{reference['best']['steps']}"]  # at the end only the best epoch's is kept
+
+
+def test_loss_history_is_recorded(tiny_model, toy_beir, tmp_path):
+    mine(MineConfig(dataset=toy_beir, output=tmp_path / "mined", range="2-8", negatives=2, backfill="random"))
+    train_bi_encoder(TrainConfig(groups=tmp_path / "mined", output=tmp_path / "m", model=str(tiny_model), epochs=2,
+                                 batch_size=2, learning_rate=1e-3, seed=0))
+    history = json.loads((tmp_path / "m" / "rtune_manifest.json").read_text())["stats"]["loss_history"]
+    assert [h["step"] for h in history] == list(range(1, 7))  # a short run logs every step
+    assert all(np.isfinite(h["loss"]) and h["loss"] > 0 for h in history) and history[-1]["epoch"] == pytest.approx(2.0)
+
+
+def test_a_missing_damaged_or_foreign_checkpoint_fails_before_any_model_loads(tiny_model, toy_beir, tmp_path, monkeypatch):
+    from rtune.errors import InputError
+    from rtune.train import checkpointing
+
+    mine(MineConfig(dataset=toy_beir, output=tmp_path / "mined", range="2-8", negatives=2, backfill="random"))
+    options = dict(groups=tmp_path / "mined", model=str(tiny_model), epochs=1, batch_size=2, learning_rate=1e-3, seed=0)
+    checkpoints = tmp_path / "checkpoints"
+    train_bi_encoder(TrainConfig(output=tmp_path / "m", save_steps=1, checkpoint_dir=checkpoints, **options))
+    checkpoint = checkpoints / "checkpoint-3"
+    assert checkpointing.check_checkpoint(checkpoint) == 3 and checkpointing.latest_checkpoint(checkpoints) == checkpoint
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(TrainConfig, "load_model", no_model)
+
+    def fails(match: str, resume, **changed) -> None:
+        with pytest.raises(InputError, match=match) as err:
+            train_bi_encoder(TrainConfig(output=tmp_path / "again", resume_from_checkpoint=resume, **{**options, **changed}))
+        assert str(resume) in str(err.value)
+        assert not (tmp_path / "again").exists()
+
+    fails("checkpoint folder does not exist", checkpoints / "checkpoint-99")
+    fails(r"another training \(learning_rate: 0.001 -> 0.01\)", checkpoint, learning_rate=1e-2)
+    damaged = tmp_path / "damaged" / "checkpoint-3"
+    shutil.copytree(checkpoint, damaged)
+    optimizer = (damaged / "optimizer.pt").read_bytes()
+    (damaged / "optimizer.pt").write_bytes(optimizer[: len(optimizer) // 2])  # a write cut off by a kill
+    fails("corrupt checkpoint: optimizer.pt", damaged)
+    (damaged / "optimizer.pt").write_bytes(optimizer)
+    weights = (damaged / "model.safetensors").read_bytes()
+    (damaged / "model.safetensors").write_bytes(weights[:-100])
+    fails("corrupt checkpoint: model.safetensors", damaged)
+    (damaged / "model.safetensors").write_bytes(weights)
+    (damaged / "optimizer.pt").unlink()  # a weights-only checkpoint (the per-epoch best-model ones without options)
+    fails("cannot be resumed: no optimizer.pt", damaged)
+    (damaged / "trainer_state.json").unlink()
+    fails("no trainer_state.json", damaged)
+    assert checkpointing.latest_checkpoint(damaged.parent) is None  # the pipeline's pick skips it
+
+
+def test_a_resume_that_would_land_on_the_wrong_batch_starts_over(caplog):
+    """The trainer maps a step to (epoch, batch) by the first epoch's batch count; when an earlier epoch of the
+    conflict-free batches is shorter, resuming would skip the wrong batches, so training starts from the beginning."""
+    from types import SimpleNamespace
+
+    from rtune.train import checkpointing
+
+    class Sampler:
+        def __init__(self, lengths):
+            self.lengths, self.epoch = lengths, 0
+
+        def set_epoch(self, epoch):
+            self.epoch = epoch
+
+        def __len__(self):
+            return self.lengths[self.epoch]
+
+    def trainer(lengths):
+        args = SimpleNamespace(gradient_accumulation_steps=1, train_batch_size=2, dataloader_drop_last=False, seed=0,
+                               num_train_epochs=len(lengths))
+        return SimpleNamespace(args=args, train_dataset=None, get_batch_sampler=lambda *a, **k: Sampler(lengths))
+
+    assert checkpointing.exact_resume(trainer([3, 3, 3]), 4) is None
+    assert checkpointing.exact_resume(trainer([3, 2, 3]), 4) is None  # in epoch 1, before its end
+    assert "epoch 1 has fewer batches" in checkpointing.exact_resume(trainer([3, 2, 3]), 7)
+    assert "ends epoch 1" in checkpointing.exact_resume(trainer([3, 2, 3]), 5)
+
+    class Trainer(SimpleNamespace):
+        def train(self, resume_from_checkpoint=None):
+            self.resumed = resume_from_checkpoint
+
+        def add_callback(self, callback):
+            pass
+
+    stub = Trainer(**vars(trainer([3, 2, 3])))
+    resume = checkpointing.Resume(Path("checkpoint-7"), 7)
+    with caplog.at_level("WARNING"):
+        _, used, _ = checkpointing.run(stub, resume)
+    assert used is None and stub.resumed is None and "training from the start" in caplog.text

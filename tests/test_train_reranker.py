@@ -146,3 +146,38 @@ def test_train_reranker_from_the_command_line_prints_its_dev_table(toy, tmp_path
     out = capsys.readouterr().out
     assert "reranker saved to" in out and "eval_dev_" not in out  # one line per evaluation, not raw dicts
     assert "alone" in out and "start" in out and "epoch 1" in out  # the dev table: first stage, start, each epoch
+
+
+def test_resumed_training_equals_an_uninterrupted_one(toy, tmp_path, monkeypatch):
+    """Without a dev set (no per-epoch checkpoints): --save-steps 1 checkpoints, a crash after step 4 (in the
+    second epoch), a resumed run of the last 2 steps that saves the uninterrupted run's weights and loss history."""
+    from safetensors.numpy import load_file
+    from transformers import TrainerCallback
+
+    from rtune.train import checkpointing
+
+    _, groups, tiny_ce = toy
+    options = dict(groups=groups, model=str(tiny_ce), epochs=2, batch_size=8, learning_rate=1e-3, seed=0)
+    reference = train_cross_encoder(RerankerTrainConfig(output=tmp_path / "reference", **options))
+    assert reference["optimizer_steps"] == 6 and reference["resumed_from"] is None
+
+    class Crash(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == 4:
+                raise RuntimeError("crash")
+
+    original = checkpointing.save_every
+    with monkeypatch.context() as patch:
+        patch.setattr(checkpointing, "save_every", lambda trainer, steps: (original(trainer, steps), trainer.add_callback(Crash())))
+        with pytest.raises(RuntimeError, match="crash"):
+            train_cross_encoder(RerankerTrainConfig(output=tmp_path / "m", save_steps=1, checkpoint_dir=tmp_path / "ck", **options))
+    assert checkpointing.latest_checkpoint(tmp_path / "ck").name == "checkpoint-4"
+    summary = train_cross_encoder(RerankerTrainConfig(output=tmp_path / "m", save_steps=1, checkpoint_dir=tmp_path / "ck",
+                                                      resume_from_checkpoint=tmp_path / "ck" / "checkpoint-4", **options))
+    assert summary["resumed_from"]["step"] == 4 and summary["steps_run"] == 2 and summary["optimizer_steps"] == 6
+    assert [h["loss"] for h in summary["loss_history"]] == pytest.approx([h["loss"] for h in reference["loss_history"]], abs=1e-5)
+    assert len(summary["loss_history"]) == 6 and all(np.isfinite(h["loss"]) for h in summary["loss_history"])
+    expected, weights = (load_file(tmp_path / name / "model.safetensors") for name in ("reference", "m"))
+    assert max(float(np.abs(weights[k] - expected[k]).max()) for k in expected) < 1e-5
+    manifest = json.loads((tmp_path / "m" / "rtune_manifest.json").read_text())["stats"]
+    assert manifest["resumed_from"]["checkpoint"] == "checkpoint-4"

@@ -16,6 +16,7 @@ from rtune.errors import InputError
 from rtune.eval.metrics import DEFAULT_KS, DEFAULT_METRICS, metric_names
 from rtune.models.loading import display_name, resolve_model
 from rtune.models.settings import EncoderSettings
+from rtune.train import checkpointing
 from rtune.train.config import DEFAULT_PASSAGE_LENGTH, DEFAULT_QUERY_LENGTH, TrainConfig
 from rtune.train.examples import TrainingRows, build_rows, check_rows, sample_queries
 from rtune.train.losses import build_loss, needs_teacher_scores, uses_in_batch_negatives
@@ -41,7 +42,7 @@ def _training_arguments(config: TrainConfig, checkpoints: Path, has_dev: bool, r
         # A loss over each row's own group alone (kl, margin_mse, mean_margin) has no such conflict.
         batch_sampler=functools.partial(KnownPositiveBatchSampler, rows_per_epoch=rows.rows_per_epoch, blocks=rows.epochs,
                                         keys=rows.keys if uses_in_batch_negatives(config) else no_conflicts(rows.keys)),
-        **shared_training_arguments(config, checkpoints, has_dev),
+        **shared_training_arguments(config, checkpoints, has_dev, -(-rows.rows_per_epoch // config.batch_size) * config.epochs),
     )
 
 
@@ -88,6 +89,7 @@ def train_bi_encoder(config: TrainConfig) -> dict:
 
     started = time.time()
     ensure_new_output(config.output, config.overwrite)
+    resume, _ = checkpointing.prepare(config)  # a missing, damaged or foreign checkpoint fails before any model loads
     groups = list(read_groups(config.groups_file()))
     distil = needs_teacher_scores(config.loss)
     if distil:
@@ -121,18 +123,19 @@ def train_bi_encoder(config: TrainConfig) -> dict:
         if base_dev:
             log.info("start: dev %s %.4f", config.metric_for_best, base_dev[f"dev_{config.metric_for_best}"])
         _set_widget(model, rows)
-        trainer = build_trainer(config, model, rows, tmp / "checkpoints", settings, evaluator)
+        trainer = build_trainer(config, model, rows, config.checkpoint_dir or tmp / "checkpoints", settings, evaluator)
         concise_progress(trainer, config.metric_for_best)
         use_adapter_checkpoints(trainer)
+        checkpointing.save_every(trainer, config.save_steps)
         train_started = time.time()
-        output = trainer.train()
+        output, resume, steps_run = checkpointing.run(trainer, resume)
         train_seconds = time.time() - train_started
         shutil.rmtree(tmp / "checkpoints", ignore_errors=True)
         _save_prompts(model, settings)
         model.save(str(tmp))
         save_base_reference(tmp, model, config.model)
         settings.save(tmp)
-        history = evaluator.history if evaluator else []
+        history = checkpointing.with_restored_history(evaluator.history, resume) if evaluator else []
         best = max(history[1:], key=lambda h: h[config.metric_for_best]) if len(history) > 1 else None
         summary = {
             "rows": counts,
@@ -145,6 +148,7 @@ def train_bi_encoder(config: TrainConfig) -> dict:
             "encoder_settings": settings.as_dict(),
             "loss": config.loss,
             "teacher": groups_teacher(config.groups_file()) if distil else None,
+            **checkpointing.training_record(trainer, resume, steps_run),
         }
         if best and base_dev and best[config.metric_for_best] <= summary["base_dev"][config.metric_for_best]:
             log.warning("the best epoch (%s=%.4f) does not beat the starting model on dev (%.4f)", config.metric_for_best,

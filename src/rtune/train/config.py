@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 
 from rtune.models.encoder_options import EncoderOptions
 from rtune.models.loading import DEFAULT_MODEL
+from rtune.train.checkpointing import CheckpointOptions
 from rtune.train.lora import LoraOptions
 from rtune.train.stage_checks import TrainingStageChecks
 
@@ -18,7 +19,7 @@ DEFAULT_QUERY_LENGTH = 64
 DEFAULT_PASSAGE_LENGTH = 256
 
 
-class TrainConfig(EncoderOptions, LoraOptions, TrainingStageChecks):
+class TrainConfig(EncoderOptions, LoraOptions, CheckpointOptions, TrainingStageChecks):
     """Everything `rtune train` needs. The encoder settings (prompts, instruction and format, lengths,
     document text rule) are saved with the model and applied identically by mine, eval and the Retriever."""
 

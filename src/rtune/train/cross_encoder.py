@@ -17,6 +17,7 @@ from rtune.data.manifest import read_manifest
 from rtune.errors import InputError
 from rtune.eval.metrics import DEFAULT_KS, DEFAULT_METRICS, metric_names
 from rtune.models.loading import check_model_name, resolve_model
+from rtune.train import checkpointing
 from rtune.train.cross_encoder_config import RerankerTrainConfig
 from rtune.train.examples import build_rows, check_rows, sample_queries
 from rtune.train.model_card import record_lineage
@@ -84,7 +85,8 @@ def _training_arguments(config: RerankerTrainConfig, checkpoints: Path, has_dev:
     # epoch e trains on its own block of rows (fresh negatives), shuffled; no in-batch negatives here
     sampler = functools.partial(KnownPositiveBatchSampler, keys=no_conflicts(range(per_epoch * config.epochs)),
                                 rows_per_epoch=per_epoch, blocks=config.epochs)
-    return CrossEncoderTrainingArguments(batch_sampler=sampler, **shared_training_arguments(config, checkpoints, has_dev))
+    steps = -(-per_epoch // config.batch_size) * config.epochs
+    return CrossEncoderTrainingArguments(batch_sampler=sampler, **shared_training_arguments(config, checkpoints, has_dev, steps))
 
 
 def train_cross_encoder(config: RerankerTrainConfig) -> dict:
@@ -95,6 +97,7 @@ def train_cross_encoder(config: RerankerTrainConfig) -> dict:
 
     started = time.time()
     ensure_new_output(config.output, config.overwrite)
+    resume, _ = checkpointing.prepare(config)  # a missing, damaged or foreign checkpoint fails before any model loads
     groups = sample_queries(list(read_groups(config.groups_file())), config.max_queries, config.seed)
     rows = build_rows(groups, config.group_size, config.seed, config.epochs, config.positives)
     check_rows(rows, config.group_size, config.allow_collapsed, str(config.groups_file()))
@@ -114,16 +117,18 @@ def train_cross_encoder(config: RerankerTrainConfig) -> dict:
         log.info("no --dataset given: no dev evaluation; the last epoch is kept")
     with atomic_dir(config.output, overwrite=config.overwrite) as tmp:
         base_dev = evaluator(model, epoch=0, steps=0) if evaluator else {}
-        trainer = CrossEncoderTrainer(model=model, args=_training_arguments(config, tmp / "checkpoints", evaluator is not None, per_epoch),
+        checkpoints = config.checkpoint_dir or tmp / "checkpoints"
+        trainer = CrossEncoderTrainer(model=model, args=_training_arguments(config, checkpoints, evaluator is not None, per_epoch),
                                       train_dataset=Dataset.from_dict(columns), evaluator=evaluator,
                                       loss=build_reranker_loss(config.loss, model, config.group_size - 1))
         train_started = time.time()
         concise_progress(trainer, config.metric_for_best)
-        trainer.train()
+        checkpointing.save_every(trainer, config.save_steps)
+        _, resume, steps_run = checkpointing.run(trainer, resume)
         train_seconds = time.time() - train_started
         shutil.rmtree(tmp / "checkpoints", ignore_errors=True)
         model.save(str(tmp))
-        history = evaluator.history if evaluator else []
+        history = checkpointing.with_restored_history(evaluator.history, resume) if evaluator else []
         best = max(history[1:], key=lambda h: h[config.metric_for_best]) if len(history) > 1 else None
         summary = {
             "rows": rows.counts,
@@ -136,6 +141,7 @@ def train_cross_encoder(config: RerankerTrainConfig) -> dict:
             "base_dev": {k.removeprefix("dev_"): v for k, v in base_dev.items()},
             "first_stage": {"ranker": config.first_stage, "rerank_top": config.rerank_top, "dev": first_dev} if evaluator else None,
             "document_text": {"use_title": use_title},
+            **checkpointing.training_record(trainer, resume, steps_run),
         }
         if best and first_dev and best[config.metric_for_best] <= first_dev[config.metric_for_best]:
             log.warning("the best epoch's reranking (%s=%.4f) does not beat the first stage alone on dev (%.4f)",

@@ -8,11 +8,12 @@ from typing import Literal
 from pydantic import ConfigDict, Field, field_validator
 
 from rtune.models.loading import DEFAULT_MODEL
+from rtune.train.checkpointing import CheckpointOptions
 from rtune.train.config import Precision
 from rtune.train.stage_checks import TrainingStageChecks
 
 
-class RerankerTrainConfig(TrainingStageChecks):
+class RerankerTrainConfig(CheckpointOptions, TrainingStageChecks):
     """Everything `rtune train-reranker` needs: groups, the base (a cross-encoder, or an encoder that gets a
     new one-logit head), the loss, and the dev evaluation that reranks a first stage's top candidates."""
 

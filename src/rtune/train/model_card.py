@@ -33,6 +33,9 @@ def append_lineage(model_dir: Path, lineage: dict) -> None:
         first = lineage["first_stage"]
         section.append(f"- dev evaluation reranks the top {first['rerank_top']} of `{first['ranker']}` (alone: "
                        f"{lineage['metric_for_best']} = {first['dev'][lineage['metric_for_best']]:.4f})")
+    if lineage.get("resumed_from"):
+        section.append(f"- resumed from `{lineage['resumed_from']['checkpoint']}` (optimiser step {lineage['resumed_from']['step']} "
+                       f"of {lineage.get('optimizer_steps')}) of an interrupted run")
     if lineage.get("best"):
         section.append(f"- best checkpoint: epoch {lineage['best']['epoch']} ({lineage['metric_for_best']} = "
                        f"{lineage['best'][lineage['metric_for_best']]:.4f}; base model: {lineage['base_dev'][lineage['metric_for_best']]:.4f})")
