@@ -237,6 +237,7 @@ PANELS: dict[str, dict[str, tuple[str, ...]]] = {
     "train": {
         "Input": ("groups", "dataset", "dev_split", "model", "max_queries", "metric_for_best"),
         "Encoder": ("*encoder",),
+        "Checkpoints and resumption": ("checkpoint_dir", "save_steps", "resume_from_checkpoint"),
         "Output": ("output", "overwrite"),
     },
     "prepare": {"Input": ("input", "format", "corpus", "language"), "Split": ("split_by", "train", "dev", "test", "resplit",
