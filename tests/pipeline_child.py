@@ -1,8 +1,10 @@
 """Child process for the SIGKILL tests: runs a pipeline and pauses at a known point inside a stage.
 
-usage: python pipeline_child.py PIPELINE.yaml MARKER mine|train
+usage: python pipeline_child.py PIPELINE.yaml MARKER mine|train [STEP]
 The pause is installed from here (no hook in the library): after the first training group is written, or
-after the first optimiser step. The marker file tells the test the process is in the middle of the stage.
+once the first training stage has saved its checkpoint of optimiser step STEP (default 4: in the middle of
+the second epoch of the test pipeline's first training). The marker file tells the test the process is in the
+middle of the stage.
 """
 
 from __future__ import annotations
@@ -36,20 +38,21 @@ def pause_in_mining(marker: Path) -> None:
     mine_run.group_writer = writer
 
 
-def pause_in_training(marker: Path) -> None:
+def pause_in_training(marker: Path, step: int = 4) -> None:
     from transformers import TrainerCallback
 
     import rtune.train.bi_encoder as bi_encoder
 
-    class PauseAfterFirstStep(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            _pause(marker)
+    class PauseAfterCheckpoint(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step >= step:
+                _pause(marker)
 
     original = bi_encoder.build_trainer
 
     def build(*args, **kwargs):
         trainer = original(*args, **kwargs)
-        trainer.add_callback(PauseAfterFirstStep())
+        trainer.add_callback(PauseAfterCheckpoint())
         return trainer
 
     bi_encoder.build_trainer = build
@@ -57,7 +60,10 @@ def pause_in_training(marker: Path) -> None:
 
 if __name__ == "__main__":
     pipeline, marker, where = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
-    {"mine": pause_in_mining, "train": pause_in_training}[where](marker)
+    if where == "train":
+        pause_in_training(marker, *map(int, sys.argv[4:5]))
+    else:
+        pause_in_mining(marker)
     from rtune.pipeline.runner import run_pipeline
 
     run_pipeline(pipeline)

@@ -186,8 +186,12 @@ def test_refused_stage_carries_the_previous_model_forward(reference, tmp_path, m
     assert results(run)["train_dense_1"]["test"] == pytest.approx(results(reference[0])["train_dense_1"]["test"])
 
 
-def _kill_during(where: str, reference: Path, tmp_path: Path) -> Path:
+def _kill_during(where: str, reference: Path, tmp_path: Path, save_steps: int | None = None) -> Path:
     data = yaml.safe_load(next(reference.parent.glob("*.yaml")).read_text())
+    if save_steps is not None:  # a checkpoint every `save_steps` optimiser steps in each training stage
+        for stage in data["stages"]:
+            train = stage["rounds"]["train"] if "rounds" in stage else stage if stage.get("stage") == "train" else {}
+            train["save_steps"] = save_steps
     run = tmp_path / "run"
     path = write_pipeline(tmp_path, {**data, "output": str(run)})
     marker = tmp_path / "paused"
@@ -221,13 +225,26 @@ def test_sigkill_in_the_middle_of_mining_then_rerun_equals_uninterrupted(referen
     assert_same_results(reference[0], run)
 
 
-def test_sigkill_in_the_middle_of_training_then_rerun_equals_uninterrupted(reference, tmp_path):
-    path = _kill_during("train", reference[0], tmp_path)
+def test_sigkill_in_the_middle_of_training_then_rerun_resumes_and_equals_uninterrupted(reference, tmp_path):
+    """Killed once train_1 (3 steps per epoch, 2 epochs) has saved its step-4 checkpoint: the rerun resumes there,
+    runs only steps 5 and 6, removes the checkpoints once the model is published, and ends equal to the reference
+    run (which saved no step checkpoints)."""
+    path = _kill_during("train", reference[0], tmp_path, save_steps=1)
     run = tmp_path / "run"
     assert (run / "mine_bm25" / "stage_manifest.json").exists() and not (run / "train_1" / "stage_manifest.json").exists()
+    assert (run / "train_1" / "checkpoints" / "checkpoint-4" / "trainer_state.json").is_file()
     outcomes = run_pipeline(path, echo=lambda line: None)
     status = statuses(outcomes)
     assert status["mine_bm25"] == "skipped" and status["train_1"] == "ran"
+    result = json.loads((run / "train_1" / "stage_manifest.json").read_text())["stats"]["result"]
+    assert result["resumed_from"]["checkpoint"] == "checkpoint-4" and result["resumed_from"]["step"] == 4
+    assert result["optimizer_steps"] == 6 and result["steps_run"] == 2  # steps 1-4 were not trained again
+    reference_result = json.loads((reference[0] / "train_1" / "stage_manifest.json").read_text())["stats"]["result"]
+    assert reference_result["resumed_from"] is None and reference_result["steps_run"] == 6
+    assert [h["epoch"] for h in result["dev_history"]] == [h["epoch"] for h in reference_result["dev_history"]]
+    assert [h["loss"] for h in result["loss_history"]] == pytest.approx([h["loss"] for h in reference_result["loss_history"]], abs=1e-5)
+    assert "resuming from" in (run / "run.log").read_text()
+    assert not (run / "train_1" / "checkpoints").exists() and not (run / "train_dense_1" / "checkpoints").exists()
     assert_same_results(reference[0], run)
 
 
@@ -243,3 +260,22 @@ def test_reranker_stage_adds_the_final_model_with_its_reranker(toy, tiny_model, 
     metrics = json.loads((tmp_path / "run" / "reranker" / "eval-final-test" / "output" / "metrics.json").read_text())
     assert "reranked.ndcg@5" in metrics and "ndcg@5" in metrics
     assert "train_1+reranker" in (tmp_path / "run" / "results.csv").read_text()
+
+
+def test_checkpoints_of_another_training_are_not_resumed(toy, tiny_model, tmp_path, caplog):
+    """A stage changed since the killed run that left its checkpoints starts over (they are removed); the same
+    stage resumes from its latest complete checkpoint."""
+    from rtune.mine.run import MineConfig, mine
+    from rtune.pipeline.runner import resume_values
+    from rtune.train.bi_encoder import train_bi_encoder
+    from rtune.train.config import TrainConfig
+
+    mine(MineConfig(dataset=toy, output=tmp_path / "mined", range="2-8", negatives=1, backfill="random"))
+    checkpoints = tmp_path / "stage" / "checkpoints"
+    config = TrainConfig(groups=tmp_path / "mined", output=tmp_path / "stage" / "output", model=str(tiny_model), batch_size=2,
+                         learning_rate=1e-3, save_steps=1, checkpoint_dir=checkpoints)
+    train_bi_encoder(config)
+    assert resume_values(config) == {"resume_from_checkpoint": checkpoints / "checkpoint-3"}
+    with caplog.at_level("WARNING"):
+        assert resume_values(config.model_copy(update={"learning_rate": 1e-2})) == {}
+    assert "belong to another training (learning_rate: 0.001 -> 0.01)" in caplog.text and not checkpoints.exists()

@@ -17,7 +17,7 @@ DATASET, GROUPS, MODEL, RERANKER, EVAL = "dataset", "groups", "model", "reranker
 REF_FIELDS = ("input", "dataset", "groups", "previous_groups", "model", "rerank", "first_stage")
 # fields that never change a stage's results (execution, caching, progress): changing them keeps it fresh
 VOLATILE_COMMON = frozenset({"output", "overwrite", "encode_batch_size", "cache", "cache_dir", "device",
-                             "checkpoint_dir", "resume_from_checkpoint"})
+                             "checkpoint_dir", "save_steps", "resume_from_checkpoint"})
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ from rtune.pipeline.steps import check, content_hash, forget, read_record, recor
 from rtune.pipeline.systems import System, write_systems
 
 log = logging.getLogger("rtune.pipeline")
+CHECKPOINTS = "checkpoints"  # a training stage's resumable checkpoints, in its stage folder until it finishes
+SAVE_STEPS = 200  # a training stage saves a checkpoint every this many optimiser steps unless its save_steps says
 
 
 
@@ -120,7 +123,10 @@ class Runner:
         values.update(output=self.run_dir / stage.name / "output", overwrite=True)
         if "seed" in cls.model_fields and "seed" not in stage.settings:
             values["seed"] = self.pipeline.seed
-        values.update(resume_values(cls, self.run_dir / stage.name))
+        if "save_steps" in cls.model_fields and stage.settings.get("save_steps") is None:
+            values["save_steps"] = SAVE_STEPS
+        if "checkpoint_dir" in cls.model_fields:
+            values["checkpoint_dir"] = self.run_dir / stage.name / CHECKPOINTS
         return cls(**values)
 
     def run_stage(self, stage: PlannedStage) -> None:
@@ -137,9 +143,11 @@ class Runner:
         output = folder / "output"
 
         def work() -> dict:
-            return {"result": stage.kind.run(config)}
+            return {"result": stage.kind.run(config.model_copy(update=resume_values(config)))}
 
         outcome = self.step(stage.name, folder, stage.kind.name, config, ignored, inputs, {"output": output}, work)
+        if outcome.status in ("ran", "skipped"):  # published (or fresh): its checkpoints are no longer needed
+            shutil.rmtree(folder / CHECKPOINTS, ignore_errors=True)
         built = outcome.status in ("ran", "skipped", "would skip")
         self.effective[stage.name] = str(output)
         self.sha[stage.name] = (outcome.record.get("identity") or outcome.record["outputs"])["output"] if built else None
@@ -290,17 +298,28 @@ class _HybridKey(BaseModel):
     depth: int
 
 
-def resume_values(cls: type[BaseModel], folder: Path) -> dict[str, Any]:
-    """Trainer resumption, where the stage's config offers it: `checkpoint_dir` kept in the stage folder (outside
-    the atomic output) and `resume_from_checkpoint` = its latest `checkpoint-N` when one exists."""
-    values: dict[str, Any] = {}
-    if "checkpoint_dir" in cls.model_fields:
-        values["checkpoint_dir"] = folder / "checkpoints"
-    if "resume_from_checkpoint" in cls.model_fields:
-        found = sorted((folder / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
-        if found:
-            values["resume_from_checkpoint"] = found[-1]
-    return values
+def resume_values(config: BaseModel) -> dict[str, Any]:
+    """Trainer resumption, where the stage's config offers it: `resume_from_checkpoint` = the latest complete
+    `checkpoint-N` in the stage's `checkpoints/` folder (outside the atomic output) when that folder belongs to
+    this same training (options, groups, start model); checkpoints of another training (a setting changed since
+    the run that wrote them) are removed, and the stage starts from the beginning."""
+    if "resume_from_checkpoint" not in type(config).model_fields or getattr(config, "checkpoint_dir", None) is None:
+        return {}
+    from rtune.train import checkpointing
+
+    checkpoints = Path(config.checkpoint_dir)
+    if not checkpoints.is_dir():
+        return {}
+    changes = checkpointing.identity_changes(checkpoints, checkpointing.run_identity(config))
+    if changes:
+        log.warning("removing the checkpoints in %s: they belong to another training (%s)", checkpoints, "; ".join(changes))
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        return {}
+    latest = checkpointing.latest_checkpoint(checkpoints)
+    if latest is None:
+        return {}
+    log.info("resuming from %s", latest)
+    return {"resume_from_checkpoint": latest}
 
 
 def run_pipeline(path: str | Path, overrides: list[str] | None = None, dry_run: bool = False, echo=print) -> list[Outcome]:
