@@ -91,6 +91,41 @@ def test_instruction_and_icl_formats_are_the_strings_the_model_sees(tiny_llama, 
     assert plain.query_string("q") == "<instruct>Find the passage\n<query>q"
 
 
+def test_a_chat_template_is_not_applied_to_texts(tiny_llama, tmp_path):
+    """A chat LLM's tokenizer has a chat template, which sentence-transformers would wrap around every text
+    (system prompt, turn markers; truncation then cuts the text): the model must see the text + EOS only."""
+    from transformers import AutoTokenizer
+
+    chat = tmp_path / "chat"
+    shutil.copytree(tiny_llama, chat)
+    tokenizer = AutoTokenizer.from_pretrained(chat)
+    tokenizer.chat_template = ("{% for m in messages %}<s> system \n You are a cat \n {{ m['content'] }} </s> \n"
+                               "{% endfor %}")
+    tokenizer.save_pretrained(chat)
+    encoder = EncoderOptions(cache=False, max_query_length=8).build_encoder(str(chat))
+    assert encoder.model[0].tokenizer.chat_template  # still there, for whoever wants it, but not applied
+    features = encoder.model.preprocess(["The cat sat on the mat"])
+    assert features["input_ids"][0].tolist() == encoder.model[0].tokenizer("The cat sat on the mat")["input_ids"]
+    plain = EncoderOptions(cache=False, max_query_length=8).build_encoder(str(tiny_llama))
+    np.testing.assert_allclose(encoder.encode_queries(["Who created Python?", LONG]),
+                               plain.encode_queries(["Who created Python?", LONG]), atol=1e-6)
+    encoder.model.save(str(tmp_path / "saved"))  # a saved model stays plain-text
+    assert "message" not in EncoderOptions(cache=False).load_model(str(tmp_path / "saved"))[0].modality_config
+
+
+def test_a_gguf_file_is_parsed_once_per_load(tmp_path, monkeypatch):
+    gguf = pytest.importorskip("gguf")
+    from rtune.models.gguf import parsed_once
+
+    opened: list[str] = []
+    monkeypatch.setattr(gguf, "GGUFReader", lambda path, mode="r": opened.append(str(path)) or object())
+    fake_reader = gguf.GGUFReader
+    with parsed_once():
+        first = gguf.GGUFReader(tmp_path / "m.gguf")
+        assert gguf.GGUFReader(str(tmp_path / "m.gguf")) is first and gguf.GGUFReader(tmp_path / "n.gguf") is not first
+    assert opened == [str(tmp_path / "m.gguf"), str(tmp_path / "n.gguf")] and gguf.GGUFReader is fake_reader
+
+
 def test_icl_examples_file_and_bad_lines(tmp_path):
     from rtune.models.icl import draw_examples, read_examples
 

@@ -47,10 +47,23 @@ def append_eos(tokenizer, where: str = "") -> None:
         raise InputError("--append-eos: the tokenizer still does not end texts with its EOS token", where or None)
 
 
+def plain_text_inputs(model) -> None:
+    """Feed texts to `model` as the strings rtune formatted. sentence-transformers renders every text through
+    the tokenizer's chat template when it has one (a chat LLM's: a default system prompt and turn markers
+    around each text, ~25 tokens for SmolLM2, and truncation that cuts the text but keeps the template), so
+    the message modality is dropped: the tokenizer sees the text itself, and appends EOS as configured."""
+    module = model[0]
+    config = getattr(module, "modality_config", None)
+    if isinstance(config, dict) and "message" in config and "text" in config:
+        module.modality_config = {k: v for k, v in config.items() if k != "message"}
+        module.input_formatter.supported_modalities = list(module.modality_config)
+
+
 def apply_decoder_settings(model, settings: EncoderSettings, default_pooling: str | None = None, where: str = ""):
     """Set pooling (`settings.pooling`, else `default_pooling`, else the model's own), append EOS and pad on
     the left when pooling is last_token (unless the settings say otherwise); give a tokenizer without a pad
-    token its EOS as pad. Returns `model`."""
+    token its EOS as pad; texts go to the model without a chat template (see plain_text_inputs). Returns `model`."""
+    plain_text_inputs(model)
     pooling = pooling_module(model)
     wanted = settings.pooling or default_pooling
     if wanted is not None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.util
+from collections.abc import Iterator
 from pathlib import Path
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -43,6 +46,31 @@ def as_dense_model(model):
     return model
 
 
+@contextlib.contextmanager
+def parsed_once() -> Iterator[None]:
+    """Within the block, each GGUF file is parsed once. transformers reads the file four times for one model
+    (the config twice, the tokenizer, the weights), each time with a new `gguf.GGUFReader`, which builds every
+    metadata field in Python (SmolLM2's 49k-token vocabulary and merges: seconds per parse), and builds the
+    same tensor-name map once per module. Both only read (the reader through a memory map), so the first
+    reader of a path and the first map of an architecture are handed out again."""
+    import gguf
+
+    original_reader, original_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    readers: dict[tuple[str, str], object] = {}
+
+    def reader(path, mode: str = "r"):
+        key = (str(Path(path).resolve()), mode)
+        if key not in readers:
+            readers[key] = original_reader(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader, gguf.get_tensor_name_map = reader, functools.lru_cache(maxsize=None)(original_map)
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = original_reader, original_map
+
+
 def load_gguf_transformer(path: str | Path, model_kwargs: dict | None = None):
     """A sentence-transformers Transformer module (the bare decoder) read from a GGUF file; the weights
     are dequantised (fp32 unless `model_kwargs` sets a dtype), and `save` writes safetensors."""
@@ -54,8 +82,9 @@ def load_gguf_transformer(path: str | Path, model_kwargs: dict | None = None):
         raise ValueError(f"not a .gguf file: {path}")
     kwargs = gguf_kwargs(name)
     dense = {"quantization_config": GgufConfig(gguf_file=name, dequantize=True)}
-    transformer = Transformer(folder, model_kwargs={**kwargs, **dense, **(model_kwargs or {})},
-                              processor_kwargs=dict(kwargs), config_kwargs=dict(kwargs))
+    with parsed_once():
+        transformer = Transformer(folder, model_kwargs={**kwargs, **dense, **(model_kwargs or {})},
+                                  processor_kwargs=dict(kwargs), config_kwargs=dict(kwargs))
     as_dense_model(transformer.model)
     return transformer
 
