@@ -161,6 +161,39 @@ def test_bi_encoder_teacher_is_the_model_similarity(tiny_model):
     assert np.allclose(teacher.score(pairs), expected, atol=1e-5)
 
 
+def test_llm_reranker_adapter_folder_scores_like_its_merged_model(tiny_lm, tmp_path, caplog):
+    """`rtune score --teacher llm` (and auto) on a `train-llm-reranker` adapter folder: base + adapter, no merge."""
+    import shutil
+
+    from rtune.models.merge import MergeConfig, merge
+    from rtune.train.llm_reranker import LLMRerankerTrainConfig, train_llm_reranker
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_lm, base)
+    groups = write_groups(tmp_path / "groups.jsonl")
+    adapter = tmp_path / "adapter"
+    train_llm_reranker(LLMRerankerTrainConfig(groups=groups, output=adapter, model=str(base), lora_rank=4, group_size=2,
+                                              batch_size=4, epochs=2, learning_rate=1e-2, warmup_ratio=0.0, device="cpu"))
+    merge(MergeConfig(adapter=adapter, output=tmp_path / "merged"))
+    assert detect_kind(str(adapter)) == "llm"
+    from_adapter = score_groups(ScoreConfig(groups=groups, output=tmp_path / "s-adapter", model=str(adapter), device="cpu"))
+    score_groups(ScoreConfig(groups=groups, output=tmp_path / "s-merged", model=str(tmp_path / "merged"), teacher="llm", device="cpu"))
+    score_groups(ScoreConfig(groups=groups, output=tmp_path / "s-base", model=str(base), teacher="llm", device="cpu"))
+    assert from_adapter["teacher"]["settings"]["kind"] == "llm"
+    np.testing.assert_allclose(all_scores(tmp_path / "s-adapter"), all_scores(tmp_path / "s-merged"), atol=1e-4)
+    assert not np.allclose(all_scores(tmp_path / "s-adapter"), all_scores(tmp_path / "s-base"), atol=1e-3)  # it trained
+    build_teacher("llm", str(adapter), device="cpu", prompt="Yes or No")
+    assert "trained with different prompt" in caplog.text  # the prompt it was trained with is in rtune_reranker.json
+
+    shutil.rmtree(base)
+    with pytest.raises(InputError, match=r"the adapter's base model '.*base' cannot be found") as err:
+        build_teacher("llm", str(adapter), device="cpu")
+    assert str(err.value).startswith(f"{adapter}: ")
+    with pytest.raises(InputError, match="cannot be found"):  # before any scoring
+        score_groups(ScoreConfig(groups=groups, output=tmp_path / "s-gone", model=str(adapter), device="cpu"))
+    assert not (tmp_path / "s-gone").exists()
+
+
 # --- the stage ----------------------------------------------------------------------------------------------
 
 def test_score_groups_fills_every_score_and_records_the_teacher(tiny_ce, tmp_path):

@@ -73,11 +73,29 @@ def adapter_base(folder: str | Path) -> str:
     return resolved
 
 
+def load_adapter(model, folder: str | Path, trainable: bool = False):
+    """`model` (a transformers model) wrapped in the peft adapter saved in `folder`; an adapter that does not
+    fit the model raises InputError naming the folder."""
+    peft = require_peft()
+    try:
+        return peft.PeftModel.from_pretrained(model, str(folder), is_trainable=trainable)
+    except Exception as err:  # peft raises many types
+        raise InputError(f"adapter does not load onto its base: {type(err).__name__}: {err}", folder) from err
+
+
+def fold_adapter(model):
+    """A transformers model with its adapter merged into the weights when it is a PeftModel, else itself."""
+    try:
+        from peft import PeftModel
+    except ImportError:
+        return model
+    return model.merge_and_unload() if isinstance(model, PeftModel) else model
+
+
 def attach_adapter(model, folder: str | Path, trainable: bool = False):
     """Wrap `model`'s transformer (a SentenceTransformer) with the peft adapter saved in `folder`."""
-    peft = require_peft()
     module = model[0]
-    module.model = peft.PeftModel.from_pretrained(module.model, str(folder), is_trainable=trainable)
+    module.model = load_adapter(module.model, folder, trainable)
     return model
 
 

@@ -30,22 +30,12 @@ class MergeConfig(BaseModel):
 
 
 def load_causal_lm_with_adapter(folder: str | Path, device: str = "cpu"):
-    """(tokenizer, PeftModel) of an LLM-reranker adapter folder on its base (a folder, hub id or GGUF file)."""
+    """(tokenizer, PeftModel) of an LLM-reranker adapter folder on its base (a folder, hub id or GGUF file), fp32."""
     import torch
 
-    from rtune.models.adapter import adapter_base, require_peft
-    from rtune.models.gguf import as_dense_model, split_gguf
     from rtune.score.llm import load_causal_lm
 
-    peft = require_peft()
-    base = adapter_base(folder)
-    name, gguf_file = split_gguf(base) or (base, None)
-    _, model = load_causal_lm(name, torch.float32, device, gguf_file)
-    as_dense_model(model)
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))  # saved with the adapter (pad token included)
-    return tokenizer, peft.PeftModel.from_pretrained(model, str(folder)).eval()
+    return load_causal_lm(str(folder), torch.float32, device)
 
 
 def merge(config: MergeConfig) -> dict:

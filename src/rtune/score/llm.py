@@ -8,29 +8,61 @@ token, with position ids counted from each row's first real token.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from pathlib import Path
 
 from rtune.errors import InputError
+from rtune.models.adapter import fold_adapter
 from rtune.models.yes_token import YES_WORD, yes_token_id
 from rtune.score.dtype import dtype_name, inference_dtype, resolve_device
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PROMPT = ("Given a query A and a passage B, determine whether the passage contains an answer to the query "
                   "by providing a prediction of either 'Yes' or 'No'.")
 
 
 def load_causal_lm(name_or_path: str, dtype, device: str, gguf_file: str | None = None):
-    """(tokenizer, model) for a causal LM folder, hub id or GGUF file; failures raise InputError naming it."""
+    """(tokenizer, model) for a causal LM folder, hub id, GGUF file, or an LLM-reranker adapter folder
+    (`rtune train-llm-reranker`: its base is loaded, then the adapter, as a PeftModel); failures raise
+    InputError naming what did not load (for an adapter whose base cannot be found: the adapter folder)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from rtune.models.adapter import is_adapter_folder
+    from rtune.models.gguf import parsed_once
+
     path = Path(name_or_path).expanduser()
+    if not gguf_file and path.is_dir() and is_adapter_folder(path):
+        return _load_with_adapter(path, dtype, device)
     resolved = str(path) if path.exists() else name_or_path
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(resolved, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(resolved, dtype=dtype, **kwargs)
+        with parsed_once() if gguf_file else contextlib.nullcontext():
+            tokenizer = AutoTokenizer.from_pretrained(resolved, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(resolved, dtype=dtype, **kwargs)
     except Exception as err:  # the loaders raise many types (OSError, ValueError, JSON errors...)
         raise InputError(f"model does not load as a causal LM: {type(err).__name__}: {err}", resolved) from err
     return tokenizer, model.to(device).eval()
+
+
+def _load_with_adapter(folder: Path, dtype, device: str):
+    """(tokenizer, PeftModel): the adapter's base (a folder, hub id or GGUF file), dequantised, with the adapter on."""
+    from rtune.models.adapter import adapter_base, load_adapter
+    from rtune.models.gguf import as_dense_model, split_gguf
+
+    if (folder / "modules.json").is_file():
+        raise InputError("this adapter belongs to a bi-encoder (`rtune train --lora-rank`), not an LLM reranker; "
+                         "score with --teacher bi_encoder", folder)
+    base = adapter_base(folder)  # a base that cannot be found fails here, naming the folder
+    name, gguf_file = split_gguf(base) or (base, None)
+    tokenizer, model = load_causal_lm(name, dtype, device, gguf_file)
+    as_dense_model(model)
+    if (folder / "tokenizer_config.json").is_file():  # saved with the adapter (its pad token included)
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    return tokenizer, load_adapter(model, folder).eval()
 
 
 class LLMRerankerTeacher:
@@ -48,7 +80,9 @@ class LLMRerankerTeacher:
         self.max_length, self.batch_size = max_length, batch_size
         self.query_prefix, self.passage_prefix, self.separator, self.prompt = query_prefix, passage_prefix, separator, prompt
         self.yes_word, self.gguf_file = yes_word, gguf_file
-        self.tokenizer, self.model = load_causal_lm(model_name, self.dtype, self.device, gguf_file)
+        self.tokenizer, model = load_causal_lm(model_name, self.dtype, self.device, gguf_file)
+        # an adapter is folded into the weights, as `rtune merge` does: scoring then costs what a full model costs
+        self.model = fold_adapter(model).eval()
         self.yes_id = yes_token_id(self.tokenizer, yes_word, self.name)  # fails before any scoring
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
@@ -57,6 +91,24 @@ class LLMRerankerTeacher:
         self.bos = [bos] if bos is not None and bos != self.pad_id else []
         self.sep_ids = self._ids(separator)
         self.tail_ids = self.sep_ids + self._ids(prompt)
+        self._check_saved_prompt(model_name)
+
+    def _check_saved_prompt(self, model_name: str) -> None:
+        """Warn when the prompt settings differ from those the reranker was trained with (`rtune_reranker.json`)."""
+        import json
+
+        from rtune.models.merge import RERANKER_SETTINGS
+
+        path = Path(model_name).expanduser() / RERANKER_SETTINGS
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return
+        ours = self.settings()
+        differ = [k for k in ("query_prefix", "passage_prefix", "separator", "prompt", "yes_word") if k in saved and saved[k] != ours[k]]
+        if differ:
+            log.warning("%s was trained with different %s (see %s); scores read with other settings may mean little", model_name,
+                        ", ".join(differ), path)
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []

@@ -48,11 +48,12 @@ def _survey(path: Path) -> tuple[list[int], list[int]]:
 
 
 def _model_identity(model: str) -> str:
+    """The teacher's weights: a folder's content (an adapter folder's with its base's), else the id."""
     from rtune.index.embedding_cache import default_cache_dir
-    from rtune.models.fingerprint import model_fingerprint
+    from rtune.models.fingerprint import encoder_fingerprint
 
     path = Path(model).expanduser()
-    return model_fingerprint(str(path), default_cache_dir()) if path.is_dir() else f"id:{model}"
+    return encoder_fingerprint(str(path), default_cache_dir()) if path.is_dir() else f"id:{model}"
 
 
 def _score_shard(teacher: Teacher, groups: list[TrainingGroup], first: int, lines: list[int], config: ScoreConfig,

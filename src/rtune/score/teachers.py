@@ -21,13 +21,17 @@ TEACHERS: dict[str, Callable[..., Teacher]] = {
 
 
 def detect_kind(model: str, gguf_file: str | None = None) -> str:
-    """`llm` for a GGUF file or a config whose architecture is a `...ForCausalLM`, else `cross_encoder`.
-    (A bi-encoder teacher is never guessed: name it.)"""
+    """`llm` for a GGUF file, a config whose architecture is a `...ForCausalLM` or an LLM-reranker adapter folder
+    (`rtune train-llm-reranker`), else `cross_encoder`. (A bi-encoder teacher is never guessed: name it.)"""
     if gguf_file:
         return "llm"
     from transformers import AutoConfig
 
+    from rtune.models.adapter import is_adapter_folder
+
     path = Path(model).expanduser()
+    if path.is_dir() and is_adapter_folder(path) and not (path / "modules.json").is_file():
+        return "llm"
     try:
         config = AutoConfig.from_pretrained(str(path) if path.exists() else model)
     except Exception:  # noqa: BLE001 - the teacher's own loader reports what is wrong with the model
