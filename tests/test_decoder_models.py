@@ -268,6 +268,51 @@ def test_llm_reranker_lora_training_and_merge_score_alike(tmp_path):
     assert margin(merged) > margin(LLMRerankerTeacher(str(base), device="cpu"))
 
 
+def test_llm_reranker_training_evaluates_every_epoch_on_dev_and_keeps_the_best(toy_beir, tmp_path, monkeypatch):
+    """train-llm-reranker's dev evaluation is train-reranker's (BM25's top k reranked); the best epoch is saved."""
+    import torch
+
+    from rtune.models.adapter import require_peft
+    from rtune.train import llm_reranker, rerank_evaluator
+    from rtune.train.llm_reranker import LLMRerankerTrainConfig, train_llm_reranker
+
+    scripted = iter([0.5, 0.2, 0.9, 0.4])  # ndcg@10 of the start, then epochs 1-3: epoch 2 is the best
+    real_metrics, real_evaluate = rerank_evaluator.compute_metrics, llm_reranker._evaluate
+
+    def metrics(qrels, run, names):
+        means, per_query = real_metrics(qrels, run, names)
+        return {**means, "ndcg@10": next(scripted)}, per_query
+
+    weights: dict[int, dict] = {}
+
+    def evaluate(teacher, evaluator, epoch, steps):
+        weights[epoch] = llm_reranker.adapter_weights(teacher.model)
+        return real_evaluate(teacher, evaluator, epoch, steps)
+
+    monkeypatch.setattr(rerank_evaluator, "compute_metrics", metrics)
+    monkeypatch.setattr(llm_reranker, "_evaluate", evaluate)
+    base = build_tiny_causal_lm(tmp_path / "llm")
+    out = tmp_path / "reranker"
+    summary = train_llm_reranker(LLMRerankerTrainConfig(
+        groups=_groups(tmp_path / "groups.jsonl"), output=out, model=str(base), lora_rank=4, group_size=3, batch_size=4,
+        epochs=3, learning_rate=1e-2, warmup_ratio=0.0, device="cpu", dataset=toy_beir, rerank_top=5))
+    history = summary["dev_history"]
+    assert [h["epoch"] for h in history] == [0, 1, 2, 3] and [h["steps"] for h in history] == [0, 2, 4, 6]
+    assert [h["ndcg@10"] for h in history] == [0.5, 0.2, 0.9, 0.4] and 0 <= history[1]["mrr@10"] <= 1
+    assert summary["best"]["epoch"] == 2 and summary["base_dev"]["ndcg@10"] == 0.5
+    assert summary["first_stage"]["ranker"] == "bm25" and "ndcg@10" in summary["first_stage"]["dev"]
+    assert json.loads((out / "rtune_manifest.json").read_text())["stats"]["best"]["epoch"] == 2
+    from transformers import AutoModelForCausalLM
+
+    saved = require_peft().PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), str(out))
+    saved_lora = {n: p for n, p in saved.named_parameters() if "lora_" in n}
+    assert set(saved_lora) == set(weights[2])
+    assert all(torch.equal(saved_lora[n], weights[2][n]) for n in saved_lora)  # epoch 2's adapter, not the last one
+    assert not all(torch.equal(saved_lora[n], weights[3][n]) for n in saved_lora)
+    with pytest.raises(ValueError, match="metric"):
+        LLMRerankerTrainConfig(groups=out, output=tmp_path / "x", model=str(base), metric_for_best="ndcg")
+
+
 @pytest.mark.integration
 def test_smollm2_gguf_loads_as_a_last_token_embedder_and_saves_safetensors(tmp_path):
     import importlib.util

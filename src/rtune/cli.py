@@ -123,11 +123,17 @@ def _run_merge(config: MergeConfig) -> None:
 
 
 def _run_train_llm_reranker(config: LLMRerankerTrainConfig) -> None:
+    from rtune.eval.report import metrics_table
+    from rtune.models.loading import display_name
     from rtune.train.llm_reranker import train_llm_reranker
 
     summary = train_llm_reranker(config)
+    if summary["dev_history"]:
+        rows = {f"{config.first_stage} alone": summary["first_stage"]["dev"],
+                **dev_rows(summary["dev_history"], display_name(config.model), summary.get("best"))}
+        Console().print(metrics_table(rows, title=f"dev metrics ({config.dev_split}): top {config.rerank_top} of {config.first_stage}, reranked"))
     print(f"adapter saved to {config.output} ({summary['steps']} steps, last loss {summary['losses'][-1]:.4f}); "
-          f"merge it: rtune merge {config.output} --output MERGED")
+          f"score with it: rtune score --model {config.output}, or merge it: rtune merge {config.output} --output MERGED")
 
 
 def _run_eval(config: EvalConfig) -> None:

@@ -3,9 +3,11 @@
 The objective is FlagEmbedding's reranker loss: each group is 1 positive + (group_size - 1) negatives,
 every pair is scored with the logit of the "Yes" token after the prompt (exactly as `rtune score` reads
 it: the same input builder and token helper), and cross-entropy over the group's scores puts the
-positive first (listwise softmax). The output is an adapter folder (plus tokenizer, `rtune_adapter.json`
-naming the base and `rtune_reranker.json` with the prompt settings); `rtune merge` makes it a full model
-that `rtune score --teacher llm` reads.
+positive first (listwise softmax). With `--dataset`, every epoch is evaluated as `rtune train-reranker`
+evaluates (the same evaluator: a first stage's top candidates for the dev queries reranked, scored over the
+whole corpus's qrels) and the best epoch's adapter is kept. The output is an adapter folder (plus tokenizer,
+`rtune_adapter.json` naming the base and `rtune_reranker.json` with the prompt settings), which
+`rtune score --teacher llm` reads as it is, or after `rtune merge`.
 """
 
 from __future__ import annotations
@@ -20,13 +22,16 @@ from pydantic import ConfigDict, Field
 
 from rtune.score.config import ScoreConfig
 from rtune.score.dtype import Precision
+from rtune.train.cross_encoder_config import RerankerTrainConfig
 from rtune.train.lora import LoraOptions
+from rtune.train.stage_checks import TrainingStageChecks
 
 log = logging.getLogger(__name__)
 _SCORE_FIELDS = ScoreConfig.model_fields
+_RERANKER_FIELDS = RerankerTrainConfig.model_fields
 
 
-class LLMRerankerTrainConfig(LoraOptions):
+class LLMRerankerTrainConfig(LoraOptions, TrainingStageChecks):
     """Everything `rtune train-llm-reranker` needs (LoRA options as for `rtune train`; a rank is required)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -49,15 +54,19 @@ class LLMRerankerTrainConfig(LoraOptions):
     prompt: str = _SCORE_FIELDS["prompt"]
     yes_word: str = _SCORE_FIELDS["yes_word"]
     max_queries: int | None = Field(None, ge=1, description="cap on training groups (a seeded sample)")
+    # the dev evaluation of `rtune train-reranker`, declared once there
+    dataset: Path | None = _RERANKER_FIELDS["dataset"]
+    dev_split: str = _RERANKER_FIELDS["dev_split"]
+    first_stage: str = _RERANKER_FIELDS["first_stage"]
+    rerank_top: int = _RERANKER_FIELDS["rerank_top"]
+    language: str = _RERANKER_FIELDS["language"]
+    metric_for_best: str = _RERANKER_FIELDS["metric_for_best"]
+    eval_batch_size: int = _RERANKER_FIELDS["eval_batch_size"]
+    use_title: bool | None = _RERANKER_FIELDS["use_title"]
     precision: Precision = Field("auto", description="auto: bf16/fp16 on CUDA, fp32 on CPU")
     device: str | None = Field(None, description="cpu, cuda... [default: cuda when visible]")
     seed: int = Field(42, description="seed for sampling and training")
     overwrite: bool = Field(False, description="replace an existing --output")
-
-    def groups_file(self) -> Path:
-        from rtune.data.groups import groups_path
-
-        return groups_path(self.groups)
 
 
 def sample_group(group, size: int, rng: random.Random) -> tuple[str, list[str]]:
@@ -91,7 +100,7 @@ def build_teacher(config: LLMRerankerTrainConfig):
     teacher = LLMRerankerTeacher(config.model, device=config.device, precision=config.precision, max_length=config.max_length,
                                  query_prefix=config.query_prefix, passage_prefix=config.passage_prefix,
                                  separator=config.separator, prompt=config.prompt, yes_word=config.yes_word,
-                                 gguf_file=config.gguf_file)
+                                 gguf_file=config.gguf_file, batch_size=config.eval_batch_size)
     as_dense_model(teacher.model)  # a GGUF base: dequantised weights, no quantizer left to refuse training
     if config.gradient_checkpointing:
         enable_gradient_checkpointing(teacher.model)
@@ -100,14 +109,18 @@ def build_teacher(config: LLMRerankerTrainConfig):
 
 
 def train_llm_reranker(config: LLMRerankerTrainConfig) -> dict:
-    """Train the adapter and save it at `config.output`; returns a summary with the loss per step."""
+    """Train the adapter and save it at `config.output`; returns a summary with the loss per step and, with
+    `config.dataset`, the dev history (the start, then each epoch), the best epoch (the one saved) and the
+    first stage's own dev metrics."""
     import torch
     from transformers import get_linear_schedule_with_warmup
 
     from rtune.data.atomic import atomic_dir, ensure_new_output
+    from rtune.data.beir import read_beir
     from rtune.data.groups import read_groups
     from rtune.data.manifest import write_manifest
     from rtune.errors import InputError
+    from rtune.train.cross_encoder import dev_evaluator, document_rule
     from rtune.train.examples import sample_queries
 
     started = time.time()
@@ -115,6 +128,11 @@ def train_llm_reranker(config: LLMRerankerTrainConfig) -> dict:
     groups = [g for g in sample_queries(list(read_groups(config.groups_file())), config.max_queries, config.seed) if g.neg]
     if not groups:
         raise InputError("no training group has a negative: the listwise loss needs at least one", config.groups_file())
+    evaluator, first_dev = None, {}
+    if config.dataset is not None:  # the first stage ranks the dev queries once, before any model loads
+        evaluator, first_dev = dev_evaluator(config, read_beir(config.dataset), document_rule(config))
+    else:
+        log.info("no --dataset given: no dev evaluation; the last epoch is kept")
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     teacher = build_teacher(config)
@@ -123,8 +141,11 @@ def train_llm_reranker(config: LLMRerankerTrainConfig) -> dict:
     total = steps_per_epoch * config.epochs
     schedule = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
     losses: list[float] = []
-    teacher.model.train()
-    for _ in range(config.epochs):
+    base_dev = _evaluate(teacher, evaluator, 0, 0) if evaluator else {}
+    best, kept = None, None  # the best epoch's history entry and its adapter weights
+    train_started = time.time()
+    for epoch in range(1, config.epochs + 1):
+        teacher.model.train()
         order = rng.sample(range(len(groups)), len(groups))
         for start in range(0, len(order), config.batch_size):
             batch = [(groups[i].query, *sample_group(groups[i], config.group_size, rng)) for i in order[start:start + config.batch_size]]
@@ -134,14 +155,51 @@ def train_llm_reranker(config: LLMRerankerTrainConfig) -> dict:
             schedule.step()
             optimizer.zero_grad()
             losses.append(round(float(loss.detach()), 5))
-        log.info("epoch done: mean loss %.4f", sum(losses[-steps_per_epoch:]) / steps_per_epoch)
+        log.info("epoch %d done: mean loss %.4f", epoch, sum(losses[-steps_per_epoch:]) / steps_per_epoch)
+        if evaluator is not None:
+            entry = _evaluate(teacher, evaluator, epoch, len(losses))
+            if best is None or entry[config.metric_for_best] > best[config.metric_for_best]:
+                best, kept = entry, adapter_weights(teacher.model)
+    train_seconds = time.time() - train_started
     teacher.model.eval()
-    summary = {"groups": len(groups), "steps": len(losses), "losses": losses, "train_seconds": round(time.time() - started, 2)}
+    history = evaluator.history if evaluator else []
+    if best is not None:
+        restore_weights(teacher.model, kept)
+        log.info("kept epoch %g: dev %s %.4f", best["epoch"], config.metric_for_best, best[config.metric_for_best])
+        if best[config.metric_for_best] <= first_dev[config.metric_for_best]:
+            log.warning("the best epoch's reranking (%s=%.4f) does not beat the first stage alone on dev (%.4f)",
+                        config.metric_for_best, best[config.metric_for_best], first_dev[config.metric_for_best])
+    summary = {"groups": len(groups), "steps": len(losses), "losses": losses, "train_seconds": round(train_seconds, 2),
+               "dev_history": history, "best": best,
+               "base_dev": {k.removeprefix("dev_"): v for k, v in base_dev.items()},
+               "first_stage": {"ranker": config.first_stage, "rerank_top": config.rerank_top, "dev": first_dev} if evaluator else None}
     with atomic_dir(config.output, overwrite=config.overwrite) as tmp:
         save_reranker_adapter(teacher, config, tmp)
         write_manifest(tmp, "train-llm-reranker", config.model_dump(mode="json"), [config.groups_file()], started, summary,
                        name="rtune_manifest.json")
     return summary
+
+
+def _evaluate(teacher, evaluator, epoch: int, steps: int) -> dict:
+    """The dev evaluation of the model as it is now (eval mode: no dropout); returns the history entry it adds."""
+    teacher.model.eval()
+    evaluator(teacher, epoch=epoch, steps=steps)
+    return evaluator.history[-1]
+
+
+def adapter_weights(model) -> dict:
+    """A copy of the trainable (adapter) weights: {name: tensor}."""
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def restore_weights(model, weights: dict) -> None:
+    """Put back the weights copied by adapter_weights."""
+    import torch
+
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name in weights:
+                p.copy_(weights[name])
 
 
 def save_reranker_adapter(teacher, config: LLMRerankerTrainConfig, folder: Path) -> None:

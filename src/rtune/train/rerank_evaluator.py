@@ -42,8 +42,19 @@ class LiveCrossEncoder:
         return [float(s) for s in scores]
 
 
+def as_reranker(model, batch_size: int):
+    """`model` as a Reranker: one already (a `score(pairs)` object such as the LLM reranker in training) as it is,
+    a CrossEncoder through LiveCrossEncoder."""
+    from sentence_transformers import CrossEncoder
+
+    if not isinstance(model, CrossEncoder) and callable(getattr(model, "score", None)):
+        return model
+    return LiveCrossEncoder(model, batch_size)
+
+
 class RerankDevEvaluator(BaseEvaluator):
-    """Reranks `run` (the first stage's dev run) with the model and returns `dev_<metric>` for every metric."""
+    """Reranks `run` (the first stage's dev run) with the model (a CrossEncoder in training, or any Reranker)
+    and returns `dev_<metric>` for every metric."""
 
     def __init__(self, run: Run, queries: Mapping[str, str], texts: Mapping[str, str], qrels: Qrels,
                  metric_names: list[str], primary: str, top_k: int, batch_size: int = 64, name: str = "dev") -> None:
@@ -55,12 +66,13 @@ class RerankDevEvaluator(BaseEvaluator):
         self.history: list[dict] = []
 
     def __call__(self, model, output_path=None, epoch: float = -1, steps: int = -1) -> dict[str, float]:
-        reranked = rerank_run(self.run, self.queries, self.texts, LiveCrossEncoder(model, self.batch_size), self.top_k,
+        reranked = rerank_run(self.run, self.queries, self.texts, as_reranker(model, self.batch_size), self.top_k,
                               batch_size=self.batch_size, show_progress=False)
         means, _ = compute_metrics(self.qrels, reranked, self.metric_names)
         self.history.append({"epoch": epoch, "steps": steps, **means})
         log.info("dev, reranked top %d (epoch %s, step %s): %s", self.top_k, epoch, steps,
                  ", ".join(f"{k}={v:.4f}" for k, v in means.items()))
         metrics = self.prefix_name_to_metrics(means, self.name)
-        self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
+        if getattr(model, "model_card_data", None) is not None:  # a sentence-transformers model
+            self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
         return metrics
