@@ -5,6 +5,7 @@ uninterrupted one."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -116,6 +117,17 @@ def test_reference_run_writes_every_stage_manifest_and_the_report(reference):
     assert "Metrics on test" in report and "Per-query wins and losses" in report and "Mining:" in report
     html = (run / "report.html").read_text()
     assert "http://" not in html and "https://" not in html
+    for stage in ("train_1", "train_dense_1"):  # the loss history, in the model's manifest and the step's record
+        history = json.loads((run / stage / "output" / "rtune_manifest.json").read_text())["stats"]["loss_history"]
+        assert history and all(math.isfinite(h["loss"]) for h in history) and [h["step"] for h in history] == list(range(1, len(history) + 1))
+        assert json.loads((run / stage / "stage_manifest.json").read_text())["stats"]["result"]["loss_history"] == history
+        assert not (run / stage / "checkpoints").exists()
+    training = report[report.index("## Training loss"):].split("\n## ")[0]
+    assert "| train_1 | train | mnrl | 6 |" in training and "| train_dense_1 | train | mnrl |" in training
+    from rtune.pipeline import plots
+
+    if plots.available():
+        assert "<img alt='Training loss per training stage' src='data:image/png;base64," in html
     header = (run / "results.csv").read_text().splitlines()[0].split(",")
     assert {"system", "settings.learning_rate", "dev.ndcg@5", "test.recall@5"} <= set(header)
 
@@ -260,6 +272,7 @@ def test_reranker_stage_adds_the_final_model_with_its_reranker(toy, tiny_model, 
     metrics = json.loads((tmp_path / "run" / "reranker" / "eval-final-test" / "output" / "metrics.json").read_text())
     assert "reranked.ndcg@5" in metrics and "ndcg@5" in metrics
     assert "train_1+reranker" in (tmp_path / "run" / "results.csv").read_text()
+    assert "| reranker | train-reranker | " in (tmp_path / "run" / "report.md").read_text()  # its loss history too
 
 
 def test_checkpoints_of_another_training_are_not_resumed(toy, tiny_model, tmp_path, caplog):

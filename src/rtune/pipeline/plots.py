@@ -23,13 +23,16 @@ def _png(fig) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _figure(width: float = 7, height: float = 3.2):
+def _figure(width: float = 7, height: float = 3.2, rows: int | None = None, columns: int | None = None):
+    """(figure, axes): one axes, or with `rows` and `columns` a 2-d array of them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=(width, height))
+    if rows is None:
+        return plt.subplots(figsize=(width, height))
+    return plt.subplots(rows, columns, figsize=(width, height), squeeze=False)
 
 
 def metric_per_system(rows: list[dict], metric: str) -> str | None:
@@ -98,4 +101,34 @@ def training_curves(histories: dict[str, list[dict]], key: str) -> str | None:
     ax.set_xlabel("epoch")
     ax.set_ylabel(key)
     ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def loss_curves(losses: dict[str, list[dict]], resumed: dict[str, int] | None = None) -> str | None:
+    """Training loss against epoch, one panel per training stage (their losses differ in kind and scale).
+    `losses` maps a stage to its loss history ([{"step", "epoch", "loss"}]); `resumed` a resumed stage to the
+    step of its checkpoint, drawn as a dotted line."""
+    import math
+
+    stages = {stage: [h for h in history if math.isfinite(h["loss"])] for stage, history in losses.items()}
+    stages = {stage: history for stage, history in stages.items() if history}
+    if not stages:
+        return None
+    columns = min(3, len(stages))
+    rows = math.ceil(len(stages) / columns)
+    fig, axes = _figure(3.4 * columns, 2.6 * rows, rows, columns)
+    for ax, (stage, history) in zip(axes.flat, stages.items()):
+        ax.plot([h["epoch"] for h in history], [h["loss"] for h in history], marker="o" if len(history) < 30 else None,
+                markersize=3)
+        step = (resumed or {}).get(stage)
+        before = [h for h in history if step is not None and h["step"] <= step]
+        if before:
+            ax.axvline(before[-1]["epoch"], linestyle=":", color="grey", label=f"resumed (step {step})")
+            ax.legend(fontsize=7)
+        ax.set_title(stage, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("training loss")
+    for ax in list(axes.flat)[len(stages):]:
+        ax.set_visible(False)
+    fig.tight_layout()
     return _png(fig)

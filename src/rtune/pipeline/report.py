@@ -17,6 +17,7 @@ from rtune.pipeline.significance import paired_comparison
 from rtune.pipeline.systems import read_plan, read_systems
 
 REPORT_MD, REPORT_HTML = "report.md", "report.html"
+TRAINING_KINDS = ("train", "train-reranker")  # stages whose result carries a loss history
 
 
 def _columns(rows: list[dict], metric: str) -> list[str]:
@@ -72,7 +73,7 @@ def _sections(run_dir: Path) -> tuple[list[tuple[str, list[list[str]] | str]], l
     if wins:
         sections.append((f"Per-query wins and losses on {metric} (Wilcoxon signed-rank, two-sided)",
                          _table(["comparison", "split", "wins", "losses", "ties", "mean diff", "p-value"], wins)))
-    reports, histories, mining = {}, {}, []
+    reports, histories, mining, losses, resumed, training = {}, {}, [], {}, {}, []
     for stage in plan.get("stages", []):
         folder = run_dir / stage["name"] / "output"
         if stage["stage"] == "mine" and (folder / "mining_report.json").is_file():
@@ -83,13 +84,24 @@ def _sections(run_dir: Path) -> tuple[list[tuple[str, list[list[str]] | str]], l
                            ", ".join(f"{k}={v}" for k, v in sorted(dropped.items())) or "none",
                            report.get("short_queries"), report.get("queries_without_negatives")])
         result = (stage_record(run_dir, stage["name"]).get("stats") or {}).get("result") or {}
-        history = result.get("loss_history") or result.get("dev_history")
-        if stage["stage"] == "train" and history:
-            histories[stage["name"]] = history
+        if stage["stage"] == "train" and result.get("dev_history"):
+            histories[stage["name"]] = result["dev_history"]
+        if stage["stage"] in TRAINING_KINDS and result.get("loss_history"):
+            losses[stage["name"]] = history = result["loss_history"]
+            values = [h["loss"] for h in history]
+            start = result.get("resumed_from") or {}
+            if start:
+                resumed[stage["name"]] = start["step"]
+            training.append([stage["name"], stage["stage"], result.get("loss"), result.get("optimizer_steps"), values[0],
+                             values[-1], min(values), f"{start['checkpoint']}" if start else "no"])
+    if training:
+        sections.append(("Training loss (plotted per stage in report.html)",
+                         _table(["stage", "kind", "loss", "optimiser steps", "first", "last", "lowest", "resumed from"], training)))
     if mining:
         sections.append(("Mining: negatives kept and dropped (false-negative rules)",
                          _table(["stage", "queries", "negatives kept", "dropped by rule", "short queries", "without negatives"], mining)))
-    return sections, warnings, {"rows": rows, "metric": metric, "reports": reports, "histories": histories}
+    return sections, warnings, {"rows": rows, "metric": metric, "reports": reports, "histories": histories,
+                                "losses": losses, "resumed": resumed}
 
 
 def _markdown(sections, warnings) -> str:
@@ -110,11 +122,11 @@ def _figures(data: dict) -> list[tuple[str, str]]:
     if not plots.available():
         return []
     rows = data["rows"]
-    history_key = next((k for h in data["histories"].values() for r in h for k in r if k.endswith("loss")), data["metric"])
     figures = [(f"{data['metric']} per system", plots.metric_per_system(rows, data["metric"])),
                ("Recall@k (test)", plots.recall_curves(rows)),
                ("Miner scores of positives and negatives", plots.score_distributions(data["reports"])),
-               (f"Training: {history_key} per epoch", plots.training_curves(data["histories"], history_key))]
+               ("Training loss per training stage", plots.loss_curves(data["losses"], data["resumed"])),
+               (f"Training: dev {data['metric']} per epoch", plots.training_curves(data["histories"], data["metric"]))]
     return [(title, png) for title, png in figures if png]
 
 
