@@ -1,4 +1,4 @@
-"""`rtune train-reranker`: rows for bce / lambda, per-epoch blocks, dev reranking, best epoch, a new head on an
+"""`rtune train-reranker`: rows for mnrl / bce / lambda, per-epoch blocks, dev reranking, best epoch, a new head on an
 encoder, the saved CrossEncoder folder with lineage and manifest, bad input before any work."""
 
 from __future__ import annotations
@@ -47,10 +47,71 @@ def test_pairs_and_lists_use_every_positive_with_fresh_negatives():
     assert lists["query"][0] == lists["query"][6] and lists["docs"][6][0] == "p0a" and first != second  # fresh draw
 
 
+def test_mnrl_rows_are_the_groups_tuples_and_its_batches_avoid_known_positives(toy, tmp_path):
+    from rtune.train.reranker_rows import reranker_columns
+
+    rows = build_rows(_groups(), group_size=3, seed=0, epochs=2)
+    columns, per_epoch = reranker_columns(rows, "tuples")
+    assert list(columns) == ["query", "positive", "negative_1", "negative_2"] and per_epoch == 6
+    assert columns["positive"][:2] == ["p0a", "p0b"] and columns["negative_1"][0].startswith("n0-")
+    # mnrl scores other rows' passages: the sampler gets the rows' conflict keys, not the no-conflict ones
+    seen = {}
+    import rtune.train.cross_encoder as ce
+
+    original = ce._training_arguments
+
+    def spy(config, checkpoints, has_dev, per_epoch, keys):
+        seen["keys"] = keys
+        return original(config, checkpoints, has_dev, per_epoch, keys)
+
+    _, groups, tiny_ce = toy
+    ce._training_arguments = spy
+    try:
+        summary = train_cross_encoder(RerankerTrainConfig(groups=groups, output=tmp_path / "m", model=str(tiny_ce), group_size=3,
+                                                          batch_size=2, learning_rate=1e-3, seed=0))
+    finally:
+        ce._training_arguments = original
+    assert summary["loss"] == "mnrl" and summary["examples_per_epoch"] == 6
+    assert any(k.known_positives for k in seen["keys"]) and len(seen["keys"]) == 6
+
+
+def test_mnrl_loss_is_softmax_cross_entropy_over_own_and_in_batch_passages(toy):
+    """Hand-worked: with every in-batch passage used, each row's loss is -log softmax(raw logits)[positive]
+    over its positive, its hard negatives and all of the other row's passages."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    from rtune.train.reranker_losses import build_reranker_loss
+
+    model = CrossEncoder(str(toy[2]))
+    model.eval()
+    with torch.no_grad():  # spread the tiny model's logits, so that a scale or an activation would show
+        model.model.classifier.weight.mul_(1e4)
+        model.model.classifier.bias.zero_()
+    queries = ["who wrote python", "capital of france"]
+    columns = [["guido wrote python", "paris is the capital"], ["java is old", "rome is in italy"], ["c is fast", "berlin"]]
+    loss = build_reranker_loss("mnrl", model, negatives=2, in_batch_negatives=10)
+    with torch.no_grad():
+        value = float(loss([queries, *columns], torch.zeros(2)))
+    texts = [t for column in columns for t in column]
+    expected = []
+    for i, query in enumerate(queries):
+        own = [columns[0][i], columns[1][i], columns[2][i]]
+        others = [t for t in texts if t not in own]
+        logits = model.predict([(query, t) for t in own + others], activation_fn=torch.nn.Identity(), convert_to_numpy=True)
+        shifted = logits.astype(np.float64) - logits.max()
+        expected.append(-(shifted[0] - np.log(np.exp(shifted).sum())))
+    assert np.ptp(logits) > 0.1
+    assert value == pytest.approx(float(np.mean(expected)), abs=1e-5)
+
+
 def test_each_epoch_trains_on_its_own_block(tmp_path):
     from datasets import Dataset
 
-    args = _training_arguments(RerankerTrainConfig(groups=tmp_path, output=tmp_path / "m", epochs=2, batch_size=4), tmp_path, False, 10)
+    from rtune.train.batch_sampler import no_conflicts
+
+    config = RerankerTrainConfig(groups=tmp_path, output=tmp_path / "m", epochs=2, batch_size=4)
+    args = _training_arguments(config, tmp_path, False, 10, no_conflicts(range(20)))
     sampler = args.batch_sampler(Dataset.from_dict({"x": list(range(20))}), batch_size=4, drop_last=False, seed=0)
     sampler.set_epoch(1)
     assert sorted(i for batch in sampler for i in batch) == list(range(10, 20))
@@ -63,7 +124,7 @@ def test_train_reranker_end_to_end_keeps_best_and_matches_eval_rerank(toy, tmp_p
 
     data, groups, tiny_ce = toy
     out = tmp_path / "reranker"
-    config = RerankerTrainConfig(groups=groups, dataset=data, output=out, model=str(tiny_ce), epochs=2, batch_size=4,
+    config = RerankerTrainConfig(groups=groups, dataset=data, output=out, model=str(tiny_ce), loss="bce", epochs=2, batch_size=4,
                                  learning_rate=1e-3, rerank_top=5, max_length=64, seed=0)
     summary = train_cross_encoder(config)
     assert [h["epoch"] for h in summary["dev_history"]] == [0, 1.0, 2.0]
@@ -122,8 +183,10 @@ def test_lambda_on_an_encoder_gets_a_new_head_and_is_deterministic(tiny_model, t
 
 def test_bad_input_fails_before_any_work(toy, tmp_path):
     data, groups, tiny_ce = toy
-    with pytest.raises(ValueError, match="unknown loss 'listnet'; valid: bce, lambda"):
+    with pytest.raises(ValueError, match="unknown loss 'listnet'; valid: mnrl, bce, lambda"):
         RerankerTrainConfig(groups=groups, output=tmp_path / "m", loss="listnet")
+    with pytest.raises(ValueError, match="(?s)in_batch_negatives.*read only by --loss mnrl, not by --loss bce"):
+        RerankerTrainConfig(groups=groups, output=tmp_path / "m", loss="bce", in_batch_negatives=2)
     with pytest.raises(ValueError, match="unknown metric"):
         RerankerTrainConfig(groups=groups, output=tmp_path / "m", metric_for_best="f1@10")
     with pytest.raises(InputError, match="no such folder"):
@@ -157,7 +220,7 @@ def test_resumed_training_equals_an_uninterrupted_one(toy, tmp_path, monkeypatch
     from rtune.train import checkpointing
 
     _, groups, tiny_ce = toy
-    options = dict(groups=groups, model=str(tiny_ce), epochs=2, batch_size=8, learning_rate=1e-3, seed=0)
+    options = dict(groups=groups, model=str(tiny_ce), loss="bce", epochs=2, batch_size=8, learning_rate=1e-3, seed=0)
     reference = train_cross_encoder(RerankerTrainConfig(output=tmp_path / "reference", **options))
     assert reference["optimizer_steps"] == 6 and reference["resumed_from"] is None
 

@@ -19,11 +19,12 @@ from rtune.eval.metrics import DEFAULT_KS, DEFAULT_METRICS, metric_names
 from rtune.models.loading import check_model_name, resolve_model
 from rtune.train import checkpointing
 from rtune.train.cross_encoder_config import RerankerTrainConfig
-from rtune.train.examples import build_rows, check_rows, sample_queries
+from rtune.train.examples import RowKeys, build_rows, check_rows, sample_queries
 from rtune.train.model_card import record_lineage
 from rtune.train.progress import concise_progress
-from rtune.train.reranker_losses import PAIRWISE, build_reranker_loss
-from rtune.train.reranker_rows import list_columns, pair_columns
+from rtune.train.batch_sampler import no_conflicts
+from rtune.train.reranker_losses import IN_BATCH, LAYOUTS, build_reranker_loss
+from rtune.train.reranker_rows import reranker_columns
 from rtune.train.training_arguments import shared_training_arguments
 
 log = logging.getLogger(__name__)
@@ -77,14 +78,14 @@ def dev_evaluator(config: RerankerTrainConfig, dataset: RetrievalDataset, use_ti
     return evaluator, means
 
 
-def _training_arguments(config: RerankerTrainConfig, checkpoints: Path, has_dev: bool, per_epoch: int):
+def _training_arguments(config: RerankerTrainConfig, checkpoints: Path, has_dev: bool, per_epoch: int, keys: list[RowKeys]):
     from sentence_transformers.cross_encoder import CrossEncoderTrainingArguments
 
-    from rtune.train.batch_sampler import KnownPositiveBatchSampler, no_conflicts
+    from rtune.train.batch_sampler import KnownPositiveBatchSampler
 
-    # epoch e trains on its own block of rows (fresh negatives), shuffled; no in-batch negatives here
-    sampler = functools.partial(KnownPositiveBatchSampler, keys=no_conflicts(range(per_epoch * config.epochs)),
-                                rows_per_epoch=per_epoch, blocks=config.epochs)
+    # epoch e trains on its own block of rows (fresh negatives), shuffled; with in-batch negatives (mnrl) no batch
+    # holds a passage twice or another row's known positive
+    sampler = functools.partial(KnownPositiveBatchSampler, keys=keys, rows_per_epoch=per_epoch, blocks=config.epochs)
     steps = -(-per_epoch // config.batch_size) * config.epochs
     return CrossEncoderTrainingArguments(batch_sampler=sampler, **shared_training_arguments(config, checkpoints, has_dev, steps))
 
@@ -101,11 +102,11 @@ def train_cross_encoder(config: RerankerTrainConfig) -> dict:
     groups = sample_queries(list(read_groups(config.groups_file())), config.max_queries, config.seed)
     rows = build_rows(groups, config.group_size, config.seed, config.epochs, config.positives)
     check_rows(rows, config.group_size, config.allow_collapsed, str(config.groups_file()))
-    pairwise = PAIRWISE[config.loss]
-    columns = pair_columns(rows) if pairwise else list_columns(rows)
-    per_epoch = rows.rows_per_epoch * (config.group_size if pairwise else 1)
+    layout = LAYOUTS[config.loss]
+    columns, per_epoch = reranker_columns(rows, layout)
+    keys = rows.keys if config.loss in IN_BATCH else no_conflicts(range(per_epoch * config.epochs))
     log.info("%d training %s per epoch from %d queries and %d positives (fresh negatives each epoch)", per_epoch,
-             "pairs" if pairwise else "groups", rows.counts["queries"], rows.counts["positives"])
+             {"pairs": "pairs", "lists": "groups", "tuples": "rows"}[layout], rows.counts["queries"], rows.counts["positives"])
     use_title = document_rule(config)
     dataset = read_beir(config.dataset) if config.dataset else None
     check_model_name(resolve_model(config.model))  # a missing folder fails before the first stage runs
@@ -118,9 +119,9 @@ def train_cross_encoder(config: RerankerTrainConfig) -> dict:
     with atomic_dir(config.output, overwrite=config.overwrite) as tmp:
         base_dev = evaluator(model, epoch=0, steps=0) if evaluator else {}
         checkpoints = config.checkpoint_dir or tmp / "checkpoints"
-        trainer = CrossEncoderTrainer(model=model, args=_training_arguments(config, checkpoints, evaluator is not None, per_epoch),
+        trainer = CrossEncoderTrainer(model=model, args=_training_arguments(config, checkpoints, evaluator is not None, per_epoch, keys),
                                       train_dataset=Dataset.from_dict(columns), evaluator=evaluator,
-                                      loss=build_reranker_loss(config.loss, model, config.group_size - 1))
+                                      loss=build_reranker_loss(config.loss, model, config.group_size - 1, config.in_batch_negatives))
         train_started = time.time()
         concise_progress(trainer, config.metric_for_best)
         checkpointing.save_every(trainer, config.save_steps)

@@ -10,6 +10,7 @@ from pydantic import ConfigDict, Field, field_validator
 from rtune.models.loading import DEFAULT_MODEL
 from rtune.train.checkpointing import CheckpointOptions
 from rtune.train.config import Precision
+from rtune.train.reranker_losses import IN_BATCH
 from rtune.train.stage_checks import TrainingStageChecks
 
 
@@ -22,13 +23,15 @@ class RerankerTrainConfig(CheckpointOptions, TrainingStageChecks):
     groups: Path = Field(description="training groups: a groups.jsonl or a `rtune mine` output folder")
     output: Path = Field(description="folder for the trained reranker (a sentence-transformers CrossEncoder folder)")
     model: str = Field(DEFAULT_MODEL, description="base: a cross-encoder folder or hub id, or an encoder (a new one-logit head)")
-    loss: str = Field("bce", description="bce (binary cross-entropy on query-passage pairs) or lambda (LambdaLoss over "
-                      "each group: positive + negatives)")
+    loss: str = Field("mnrl", description="mnrl (softmax cross-entropy of the positive against its negatives and "
+                      "--in-batch-negatives other rows' passages), bce (binary cross-entropy on query-passage pairs) or "
+                      "lambda (LambdaLoss over each group: positive + negatives)")
+    in_batch_negatives: int = Field(1, ge=1, description="mnrl: other rows' passages added to each row's negatives")
     group_size: int = Field(4, ge=2, description="texts per group: 1 positive + (group_size - 1) negatives drawn afresh each epoch")
     positives: Literal["all", "sample"] = Field(
         "all", description="all: every (query, positive) pair makes a group each epoch; sample: one positive per query per epoch")
     epochs: int = Field(1, ge=1, description="passes over the groups; negatives are drawn afresh each epoch")
-    batch_size: int = Field(16, ge=1, description="bce: pairs per batch; lambda: groups per batch")
+    batch_size: int = Field(16, ge=1, description="bce: pairs per batch; mnrl, lambda: groups per batch")
     learning_rate: float = Field(2e-5, gt=0, description="peak learning rate")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of steps with a linear warm-up")
     max_length: int = Field(256, ge=8, description="tokens of query + passage")
@@ -54,3 +57,12 @@ class RerankerTrainConfig(CheckpointOptions, TrainingStageChecks):
         from rtune.train.reranker_losses import RERANKER_LOSSES
 
         return check_choice("loss", value, RERANKER_LOSSES)
+
+    @field_validator("in_batch_negatives")
+    @classmethod
+    def _read_by_mnrl(cls, value: int, info) -> int:
+        """Runs only when given: an option the loss does not read is an error naming it."""
+        loss = info.data.get("loss")
+        if loss is not None and loss not in IN_BATCH:
+            raise ValueError(f"read only by --loss {' or '.join(sorted(IN_BATCH))}, not by --loss {loss}")
+        return value
