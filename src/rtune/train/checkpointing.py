@@ -119,15 +119,30 @@ def latest_checkpoint(folder: Path) -> Path | None:
 
 
 # identity of the training a checkpoint folder belongs to -----------------------------------------------------------
-def run_identity(config) -> dict:
-    """What a checkpoint depends on: the options that change training, the groups' content and the start model's."""
-    from rtune.data.manifest import file_sha256
-    from rtune.models.fingerprint import model_fingerprint
+def _model_signature(name: str) -> str:
+    """The start model's files by name, size and modification time (a rebuilt or replaced model differs; reading
+    every weight, as a content hash would, costs minutes for a large local model), or its hub id."""
+    import hashlib
+
     from rtune.models.loading import resolve_model
 
+    path = Path(resolve_model(name))
+    if not path.exists():
+        return f"id:{name}"
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and p.suffix != ".md")
+    digest = hashlib.sha256()
+    for item in files:
+        stat = item.stat()
+        digest.update(f"{item.relative_to(path) if item != path else item.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return "files:" + digest.hexdigest()
+
+
+def run_identity(config) -> dict:
+    """What a checkpoint depends on: the options that change training, the groups' content and the start model."""
+    from rtune.data.manifest import file_sha256
+
     return {"config": config.model_dump(mode="json", exclude=set(VOLATILE)),
-            "groups_sha256": file_sha256(config.groups_file()),
-            "model": model_fingerprint(resolve_model(config.model))}
+            "groups_sha256": file_sha256(config.groups_file()), "model": _model_signature(config.model)}
 
 
 def identity_changes(folder: Path, identity: dict) -> list[str]:
