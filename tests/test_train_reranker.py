@@ -131,6 +131,12 @@ def test_train_reranker_end_to_end_keeps_best_and_matches_eval_rerank(toy, tmp_p
     assert summary["examples_per_epoch"] == 6 * 4 and summary["first_stage"]["ranker"] == "bm25"
     model = CrossEncoder(str(out))
     assert model.num_labels == 1 and np.isfinite(model.predict([("Who created Python?", "Python is a language.")])).all()
+    from rtune.score.cross_encoder import CrossEncoderTeacher
+    from rtune.score.config import ScoreConfig
+
+    # scoring and eval --rerank use the length it was trained at, not a generic 512 (or the position table's 128)
+    assert CrossEncoderTeacher(str(out), device="cpu").settings()["max_length"] == 64
+    assert "max_length" not in ScoreConfig(groups=groups, output=tmp_path / "s", model=str(out)).teacher_settings()
     card = (out / "README.md").read_text()
     assert "## rtune lineage" in card and "dev evaluation reranks the top 5 of `bm25`" in card and "- loss: `bce`" in card
     manifest = json.loads((out / "rtune_manifest.json").read_text())

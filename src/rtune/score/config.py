@@ -23,7 +23,8 @@ class ScoreConfig(BaseModel):
     teacher: str = Field(AUTO, description="teacher kind (auto: causal LM -> llm, else cross_encoder)",
                          json_schema_extra={"choices": [AUTO, *TEACHERS]})
     batch_size: int = Field(32, ge=1, description="pairs scored at once (pairs are sorted by length first)")
-    max_length: int = Field(512, ge=8, description="tokens of query + passage (the LLM prompt is added on top)")
+    max_length: int | None = Field(None, ge=8, description="tokens of query + passage (the LLM prompt is added on top) "
+                                   "[default: a cross-encoder's own saved length; 512 for an LLM]")
     precision: Precision = Field("auto", description="auto: bf16/fp16 on CUDA, fp32 on CPU")
     device: str | None = Field(None, description="cpu, cuda, cuda:1... [default: cuda when visible]")
     shard_size: int = Field(1000, ge=1, description="groups per resumable shard (a killed run resumes at the last finished one)")
@@ -44,8 +45,11 @@ class ScoreConfig(BaseModel):
 
     def teacher_settings(self) -> dict:
         """Keyword arguments for build_teacher (each teacher takes the ones it knows)."""
-        return self.model_dump(include={"device", "precision", "max_length", "batch_size", "query_prefix", "passage_prefix",
-                                        "separator", "prompt", "yes_word", "gguf_file", "query_prompt", "document_prompt"})
+        settings = self.model_dump(include={"device", "precision", "max_length", "batch_size", "query_prefix", "passage_prefix",
+                                            "separator", "prompt", "yes_word", "gguf_file", "query_prompt", "document_prompt"})
+        if settings["max_length"] is None:  # each teacher's own default
+            del settings["max_length"]
+        return settings
 
     def groups_file(self) -> Path:
         from rtune.data.groups import groups_path

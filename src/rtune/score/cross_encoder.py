@@ -29,10 +29,11 @@ def load_cross_encoder(name_or_path: str, device: str | None = None, max_length:
 
 
 class CrossEncoderTeacher:
-    """Scores with a CrossEncoder's raw logit (no sigmoid), so distillation temperatures apply to logits."""
+    """Scores with a CrossEncoder's raw logit (no sigmoid), so distillation temperatures apply to logits.
+    `max_length` None keeps the length the model was saved with (a reranker trained at 192 tokens scores at 192)."""
 
     def __init__(self, model_name: str, device: str | None = None, precision: str = "auto",
-                 max_length: int | None = 512, batch_size: int = 32) -> None:
+                 max_length: int | None = None, batch_size: int = 32) -> None:
         import torch
 
         self.name = model_name
