@@ -292,3 +292,39 @@ def test_checkpoints_of_another_training_are_not_resumed(toy, tiny_model, tmp_pa
     with caplog.at_level("WARNING"):
         assert resume_values(config.model_copy(update={"learning_rate": 1e-2})) == {}
     assert "belong to another training (learning_rate: 0.001 -> 0.01)" in caplog.text and not checkpoints.exists()
+
+
+def test_the_whole_recipe_reranker_teacher_scores_and_distillation(toy, tiny_model, tmp_path):
+    """BM25 negatives -> train -> cross-encoder -> its scores in the groups -> a KL student from the kept model,
+    gated on dev: every stage's artifact is what the next one reads, and the report lists them all."""
+    from rtune.data.groups import read_groups
+
+    data = pipeline_dict(toy, tiny_model, tmp_path / "run")
+    data["stages"] = [data["stages"][0], data["stages"][1],
+                      {"name": "reranker", "stage": "train-reranker", "groups": "mine_bm25", "model": str(tiny_model),
+                       "group_size": 2, "batch_size": 2, "epochs": 1, "dataset": None, "allow_collapsed": True},
+                      {"name": "teacher", "stage": "score", "groups": "mine_bm25", "model": "reranker", "teacher": "cross_encoder"},
+                      {"name": "distil", "stage": "train", "groups": "teacher", "model": "previous", "loss": "kl",
+                       "group_size": 2, "batch_size": 2, "epochs": 1, "learning_rate": 1e-3, "keep_if_better": True}]
+    path = write_pipeline(tmp_path, data)
+    outcomes = run_pipeline(path, echo=lambda line: None)
+    assert {"reranker", "teacher", "distil"} <= set(statuses(outcomes))
+    run = tmp_path / "run"
+    scored = list(read_groups(run / "teacher" / "output" / "groups.jsonl"))
+    mined = list(read_groups(run / "mine_bm25" / "output" / "groups.jsonl"))
+    assert [g.query for g in scored] == [g.query for g in mined]
+    assert all(len(g.pos_scores) == len(g.pos) and len(g.neg_scores) == len(g.neg) for g in scored)
+    assert all(math.isfinite(s) for g in scored for s in (*g.pos_scores, *g.neg_scores))
+    teacher_manifest = json.loads((run / "teacher" / "output" / "manifest.json").read_text())
+    assert str(run / "reranker" / "output") in json.dumps(teacher_manifest)  # the reranker stage's model scored them
+    distil = json.loads((run / "distil" / "output" / "rtune_manifest.json").read_text())
+    assert distil["config"]["loss"] == "kl" and distil["config"]["model"] == str(run / "train_1" / "output")
+    rows = {r["label"]: r for r in json.loads((run / "systems.json").read_text())["systems"]}
+    assert rows["distil"]["kind"] == "stage" and rows["distil"]["stage"] == "distil"
+    final = "distil" if rows["distil"]["kept"] else "train_1"
+    assert rows[f"{final}+reranker"]["kind"] == "reranked"  # the final kept model with the trained reranker
+    report = (run / "report.md").read_text()
+    assert "distil" in report and "teacher" in report and "reranker" in report
+    # a rerun skips every stage: the chain's hashes are stable
+    again = run_pipeline(path, echo=lambda line: None)
+    assert all(o.status == "skipped" for o in again if o.name in ("reranker", "teacher", "distil"))
