@@ -217,6 +217,26 @@ def test_score_groups_fills_every_score_and_records_the_teacher(tiny_ce, tmp_pat
     assert score_groups(config.model_copy(update={"overwrite": True}))["groups"] == 8
 
 
+def test_a_budget_scores_the_sample_train_would_draw_and_the_first_negatives(tiny_ce, tmp_path):
+    """--max-queries: the seeded sample `rtune train --max-queries` draws (file order kept); --max-negatives:
+    each group's first N negatives with their ids; the scores equal a full run's for those pairs."""
+    from rtune.train.examples import sample_queries
+
+    source = write_groups(tmp_path / "groups.jsonl", blank_after=2)
+    full = ScoreConfig(groups=source, output=tmp_path / "full", model=str(tiny_ce), shard_size=2, device="cpu")
+    score_groups(full)
+    cut = full.model_copy(update={"output": tmp_path / "cut", "max_queries": 5, "max_negatives": 1, "seed": 3})
+    stats = score_groups(cut)
+    everything = list(read_groups(tmp_path / "full" / "groups.jsonl"))
+    expected = sample_queries(everything, 5, 3)
+    scored = list(read_groups(tmp_path / "cut" / "groups.jsonl"))
+    assert stats["groups"] == 5 and [g.query_id for g in scored] == [g.query_id for g in expected]
+    for got, want in zip(scored, expected):
+        assert got.neg == want.neg[:1] and got.neg_ids == want.neg_ids[:1] and len(got.neg_scores) == len(got.neg)
+        assert np.allclose([*got.pos_scores, *got.neg_scores], [*want.pos_scores, *want.neg_scores[:1]], atol=1e-5)
+    assert stats["pairs"] == sum(len(g.pos) + len(g.neg) for g in scored)
+
+
 def test_bad_groups_fail_before_the_model_loads(tmp_path):
     source = tmp_path / "groups.jsonl"
     source.write_text('{"query": "q", "pos": ["p"], "neg": []}\n{"query": "q2", "pos": []}\n')

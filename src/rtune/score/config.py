@@ -27,6 +27,11 @@ class ScoreConfig(BaseModel):
                                    "[default: a cross-encoder's own saved length; 512 for an LLM]")
     precision: Precision = Field("auto", description="auto: bf16/fp16 on CUDA, fp32 on CPU")
     device: str | None = Field(None, description="cpu, cuda, cuda:1... [default: cuda when visible]")
+    max_queries: int | None = Field(None, ge=1, description="score a seeded sample of this many groups (the sample "
+                                    "`rtune train --max-queries` draws with the same seed), for CPU budgets [default: all]")
+    max_negatives: int | None = Field(None, ge=1, description="score each group's first N negatives (the miner's best "
+                                      "ranked) and drop the rest [default: all]")
+    seed: int = Field(42, description="seed of the --max-queries sample")
     shard_size: int = Field(1000, ge=1, description="groups per resumable shard (a killed run resumes at the last finished one)")
     query_prefix: str = Field("A: ", description="llm: text before the query")
     passage_prefix: str = Field("B: ", description="llm: text before the passage")

@@ -39,12 +39,34 @@ def _chunks(groups: Iterator[TrainingGroup], size: int) -> Iterator[list[Trainin
         yield chunk
 
 
-def _survey(path: Path) -> tuple[list[int], list[int]]:
-    """Validate every group before any model loads; return each group's line number and text count."""
+NEGATIVE_FIELDS = ("neg", "neg_ids", "neg_scores", "neg_miner_scores", "neg_ranks", "neg_sources", "neg_valid_pos")
+
+
+def cut_negatives(group: TrainingGroup, k: int | None) -> TrainingGroup:
+    """The group with its first `k` negatives (the miner's best-ranked first) and their per-negative fields."""
+    if k is None or len(group.neg) <= k:
+        return group
+    return dataclasses.replace(group, **{f: getattr(group, f)[:k] for f in NEGATIVE_FIELDS})
+
+
+def _selected(path: Path, config: ScoreConfig, chosen: set[int] | None) -> Iterator[TrainingGroup]:
+    """The groups to score, in file order: those at the `chosen` positions (all when None), negatives cut."""
+    for index, group in enumerate(read_groups(path)):
+        if chosen is None or index in chosen:
+            yield cut_negatives(group, config.max_negatives)
+
+
+def _survey(path: Path, config: ScoreConfig) -> tuple[list[int], list[int], set[int] | None]:
+    """Validate every group before any model loads; return the chosen groups' line numbers and text counts, and
+    the chosen positions (a seeded sample of `max_queries`, as `rtune train --max-queries` samples; None = all)."""
+    from rtune.train.examples import sample_queries
+
     with open(path, encoding="utf-8") as handle:
         lines = [number for number, line in enumerate(handle, start=1) if line.strip()]
-    sizes = [len(g.pos) + len(g.neg) for g in read_groups(path)]
-    return lines, sizes
+    n = sum(1 for _ in read_groups(path))
+    chosen = None if config.max_queries is None or config.max_queries >= n else set(sample_queries(range(n), config.max_queries, config.seed))
+    sizes = [len(g.pos) + len(g.neg) for g in _selected(path, config, chosen)]
+    return [line for i, line in enumerate(lines) if chosen is None or i in chosen], sizes, chosen
 
 
 def _model_identity(model: str) -> str:
@@ -85,7 +107,7 @@ def score_groups(config: ScoreConfig, teacher: Teacher | None = None) -> dict:
     if not path.is_file():
         raise InputError("file not found", path)
     ensure_new_output(config.output, config.overwrite)  # fail before the work, not after
-    lines, sizes = _survey(path)
+    lines, sizes, chosen = _survey(path, config)
     teacher = teacher or build_teacher(config.teacher, config.model, **config.teacher_settings())
     teacher_record = {"name": teacher.name, "settings": teacher.settings()}
     key = {"input": file_sha256(path), "model": _model_identity(config.model), "teacher": teacher_record,
@@ -99,7 +121,7 @@ def score_groups(config: ScoreConfig, teacher: Teacher | None = None) -> dict:
         log.info("resuming: %d of %d shards already scored in %s", sum(done), n_shards, store.folder)
     scoring_started = time.time()
     with tqdm(total=sum(sizes), initial=resumed_pairs, unit="pair", desc=f"scoring with {teacher.name}") as progress:
-        for index, chunk in enumerate(_chunks(read_groups(path), config.shard_size)):
+        for index, chunk in enumerate(_chunks(_selected(path, config, chosen), config.shard_size)):
             if not done[index]:
                 first = index * config.shard_size
                 store.write(index, first, *_score_shard(teacher, chunk, first, lines, config, path, progress))
@@ -110,7 +132,7 @@ def score_groups(config: ScoreConfig, teacher: Teacher | None = None) -> dict:
              "teacher": teacher_record}
     with atomic_dir(config.output, overwrite=config.overwrite) as tmp:
         with group_writer(tmp / GROUPS_FILE) as write:
-            for index, chunk in enumerate(_chunks(read_groups(path), config.shard_size)):
+            for index, chunk in enumerate(_chunks(_selected(path, config, chosen), config.shard_size)):
                 shard = store.read(index, index * config.shard_size, len(chunk))
                 if shard is None:
                     raise RuntimeError(f"shard {index} vanished from {store.folder} while the output was written")
