@@ -222,3 +222,16 @@ def test_a_failing_stage_is_named_and_left_without_manifest(toy_beir, tmp_path):
         run_pipeline(path, echo=lambda line: None)
     assert not (tmp_path / "run" / "mine_bm25" / "stage_manifest.json").exists()
     assert not (tmp_path / "run" / ".rtune-run.lock").exists()  # released on failure
+
+
+@pytest.mark.parametrize("example", sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_pipeline_validates(example, squad_file, tmp_path):
+    """The shipped examples pass the schema (stage names, fields, references) as written, with their dataset
+    swapped for a local one of the same form (a raw SQuAD file or a BEIR folder), so no data is needed."""
+    from conftest import write_beir
+    from rtune.pipeline.plan import load_plan
+
+    raw = str(yaml.safe_load(example.read_text())["dataset"]).endswith(".json")
+    dataset = squad_file if raw else write_beir(tmp_path / "beir")
+    plan = load_plan(example, [f"output={tmp_path / 'run'}", f"dataset={dataset}"])
+    assert plan.stages
