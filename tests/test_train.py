@@ -262,9 +262,10 @@ def _crash_after_checkpoint(monkeypatch, step: int) -> None:
 
 
 def test_resumed_training_equals_an_uninterrupted_one(tiny_model, toy_beir, tmp_path, monkeypatch, capsys):
-    """3 epochs of 3 steps with a dev set: crashed after the checkpoint of step 4 (mid-epoch) or 3 (an epoch's end,
-    after its dev evaluation), `rtune train --resume-from-checkpoint` runs only the remaining steps and saves the
-    weights, dev history and loss history of a run that was never interrupted (and saved no checkpoints)."""
+    """3 epochs of 4 steps with a dev set (the first epoch's greedy plan has 3 batches, the others 4: every epoch has
+    4): crashed after the checkpoint of step 6 (mid-epoch) or 4 (an epoch's end, after its dev evaluation),
+    `rtune train --resume-from-checkpoint` runs only the remaining steps and saves the weights, dev history and loss
+    history of a run that was never interrupted (and saved no checkpoints)."""
     from safetensors.numpy import load_file
 
     from rtune.cli import main
@@ -273,9 +274,9 @@ def test_resumed_training_equals_an_uninterrupted_one(tiny_model, toy_beir, tmp_
     options = dict(groups=tmp_path / "mined", dataset=toy_beir, model=str(tiny_model), epochs=3, batch_size=2,
                    learning_rate=1e-3, group_size=2, seed=0)
     reference = train_bi_encoder(TrainConfig(output=tmp_path / "reference", **options))
-    assert reference["resumed_from"] is None and reference["optimizer_steps"] == reference["steps_run"] == 9
+    assert reference["resumed_from"] is None and reference["optimizer_steps"] == reference["steps_run"] == 12
     expected = load_file(tmp_path / "reference" / "model.safetensors")
-    for step in (4, 3):
+    for step in (6, 4):
         checkpoints, out = tmp_path / f"checkpoints-{step}", tmp_path / f"resumed-{step}"
         with monkeypatch.context() as patch:
             _crash_after_checkpoint(patch, step)
@@ -289,7 +290,7 @@ def test_resumed_training_equals_an_uninterrupted_one(tiny_model, toy_beir, tmp_
         summary = json.loads((out / "rtune_manifest.json").read_text())["stats"]
         assert summary["resumed_from"] == {"checkpoint": f"checkpoint-{step}", "path": str(checkpoints / f"checkpoint-{step}"),
                                            "step": step}
-        assert summary["optimizer_steps"] == 9 and summary["steps_run"] == 9 - step
+        assert summary["optimizer_steps"] == 12 and summary["steps_run"] == 12 - step
         assert [h["epoch"] for h in summary["dev_history"]] == [0, 1.0, 2.0, 3.0]
         assert summary["best"]["epoch"] == reference["best"]["epoch"]
         assert [h["step"] for h in summary["loss_history"]] == [h["step"] for h in reference["loss_history"]]
@@ -306,7 +307,7 @@ def test_loss_history_is_recorded(tiny_model, toy_beir, tmp_path):
     train_bi_encoder(TrainConfig(groups=tmp_path / "mined", output=tmp_path / "m", model=str(tiny_model), epochs=2,
                                  batch_size=2, learning_rate=1e-3, seed=0))
     history = json.loads((tmp_path / "m" / "rtune_manifest.json").read_text())["stats"]["loss_history"]
-    assert [h["step"] for h in history] == list(range(1, 7))  # a short run logs every step
+    assert [h["step"] for h in history] == list(range(1, 9))  # a short run logs every step; 2 epochs of 4 batches
     assert all(np.isfinite(h["loss"]) and h["loss"] > 0 for h in history) and history[-1]["epoch"] == pytest.approx(2.0)
 
 
@@ -351,42 +352,155 @@ def test_a_missing_damaged_or_foreign_checkpoint_fails_before_any_model_loads(ti
     assert checkpointing.latest_checkpoint(damaged.parent) is None  # the pipeline's pick skips it
 
 
-def test_a_resume_that_would_land_on_the_wrong_batch_starts_over(caplog):
-    """The trainer maps a step to (epoch, batch) by the first epoch's batch count; when an earlier epoch of the
-    conflict-free batches is shorter, resuming would skip the wrong batches, so training starts from the beginning."""
-    from types import SimpleNamespace
+def _uneven_epoch_rows():
+    """Rows for 2 epochs of 6 rows where epoch 1's conflict-free plan needs more batches of 2 than epoch 0's: block 0
+    pairs six queries with six passages (3 batches), block 1 gives four queries one shared passage (4+ batches)."""
+    from conftest import TOY_DOCS, TOY_QUERIES
+    from rtune.train.examples import RowKeys, TrainingRows, text_key
+
+    queries = [TOY_QUERIES[f"q{i}"][0] for i in range(6)]
+    passages = [TOY_DOCS[f"d{i}"] for i in range(6)] + [TOY_DOCS["d0"]] * 4 + [TOY_DOCS["d4"], TOY_DOCS["d5"]]
+    negatives = [f"negative passage {i}" for i in range(12)]
+    keys = [RowKeys(frozenset({text_key(p), text_key(n)}), frozenset({text_key(p)})) for p, n in zip(passages, negatives)]
+    return TrainingRows(columns={"anchor": queries * 2, "positive": passages, "negative_1": negatives}, keys=keys,
+                        rows_per_epoch=6, epochs=2)
+
+
+def _recording_trainer(tiny_model, rows, config, checkpoints, steps: list):
+    """build_trainer whose loss records, per optimiser step, (epoch index, the anchors of the rows it sees). The
+    collator notes each batch's anchors (the dataloader collates one batch ahead), the loss takes them in order."""
+    from transformers import TrainerCallback
+
+    from rtune.models.settings import EncoderSettings
+
+    trainer = build_trainer(config, load_bi_encoder(tiny_model), rows, checkpoints,
+                            EncoderSettings(max_query_length=16, max_passage_length=16))
+    epoch, collated = {"index": -1}, []
+
+    class Epochs(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):  # a resumed run starts in its checkpoint's epoch
+            epoch["index"] = int(state.epoch or 0) - 1
+
+        def on_epoch_begin(self, args, state, control, **kwargs):
+            epoch["index"] += 1
+
+    class Collator:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def __call__(self, features):
+            collated.append(sorted(f["anchor"] for f in features))
+            return self.inner(features)
+
+    trainer.add_callback(Epochs())
+    trainer.data_collator = Collator(trainer.data_collator)
+    forward = trainer.loss.forward
+
+    def recording(features, *args, **kwargs):
+        anchors = collated.pop(0)
+        assert len(anchors) == features[0]["input_ids"].shape[0]
+        steps.append((epoch["index"], anchors))
+        return forward(features, *args, **kwargs)
+
+    trainer.loss.forward = recording
+    return trainer
+
+
+def test_every_row_of_every_epoch_trains_once_when_epochs_plan_unevenly(tiny_model, tmp_path):
+    """The trainer counts steps and epochs by the dataloader's length at the start; an epoch whose conflict-free
+    plan needs more batches must neither lose its extra batches nor shift the step count or LR schedule."""
+    from rtune.train.batch_sampler import KnownPositiveBatchSampler
+
+    rows = _uneven_epoch_rows()
+    sampler = KnownPositiveBatchSampler(range(12), 2, False, keys=rows.keys, rows_per_epoch=6, blocks=2, seed=0)
+    assert len(sampler.greedy_plan(0)) == 3 < len(sampler.greedy_plan(1))  # the rows are built to plan unevenly
+    config = TrainConfig(groups=tmp_path / "g.jsonl", output=tmp_path / "m", batch_size=2, epochs=2, group_size=2,
+                         learning_rate=1e-3, seed=0, model=str(tiny_model))
+    steps: list = []
+    trainer = _recording_trainer(tiny_model, rows, config, tmp_path / "ckpt", steps)
+    trainer.train()
+    block = sorted(rows.columns["anchor"][:6])
+    for epoch in range(2):
+        seen = sorted(a for e, anchors in steps if e == epoch for a in anchors)
+        assert seen == block, epoch  # every row of the epoch, once
+    total = sum(len(sampler.plan(e)) for e in range(2))
+    assert len(steps) == trainer.state.global_step == trainer.state.max_steps == total  # the schedule's length is true
+    assert trainer.state.epoch == pytest.approx(2.0)
+
+
+def test_every_epoch_has_as_many_conflict_free_batches():
+    """An epoch whose greedy plan is shorter splits its largest batches; each epoch still trains its block once,
+    conflict-free. With drop_last the batches stay full and every epoch has the shortest plan's count."""
+    from rtune.train.batch_sampler import KnownPositiveBatchSampler, split_to
+
+    assert split_to([[0, 1, 2], [3, 4, 5, 6], [7]], 5) == [[0, 1], [2], [3, 4], [5, 6], [7]]  # always the largest
+    with pytest.raises(ValueError, match="cannot fill"):
+        split_to([[0], [1]], 3)
+    rows = _uneven_epoch_rows()
+    sampler = KnownPositiveBatchSampler(range(12), 2, False, keys=rows.keys, rows_per_epoch=6, blocks=2, seed=0)
+    longest = max(len(sampler.greedy_plan(e)) for e in range(2))
+    for epoch in range(2):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert len(batches) == len(sampler) == longest
+        assert sorted(i for b in batches for i in b) == list(range(epoch * 6, epoch * 6 + 6))
+        for batch in batches:
+            texts = [t for i in batch for t in rows.keys[i].texts]
+            assert len(texts) == len(set(texts))
+    dropping = KnownPositiveBatchSampler(range(12), 2, True, keys=rows.keys, rows_per_epoch=6, blocks=2, seed=0)
+    shortest = min(len([b for b in dropping.greedy_plan(e) if len(b) == 2]) for e in range(2))
+    assert all(len(dropping.plan(e)) == len(dropping) == shortest and {len(b) for b in dropping.plan(e)} == {2}
+               for e in range(2))
+    with pytest.raises(ValueError, match="at most 2 epochs"):
+        wider = KnownPositiveBatchSampler(range(12), 2, False, keys=rows.keys, rows_per_epoch=6, blocks=2, seed=0)
+        wider._length = 2  # an epoch past the planned ones whose plan is longer
+        wider.plan(3)
+
+
+def test_resume_lands_on_the_right_batch_when_epochs_plan_unevenly(tiny_model, tmp_path, monkeypatch):
+    """Crashed after a checkpoint at the end of the first epoch (whose greedy plan was the shorter) or in the second,
+    the resumed run trains exactly the batches the uninterrupted one trained after that step, and ends with its weights."""
+    from transformers import TrainerCallback
 
     from rtune.train import checkpointing
 
-    class Sampler:
-        def __init__(self, lengths):
-            self.lengths, self.epoch = lengths, 0
+    rows = _uneven_epoch_rows()
+    options = dict(groups=tmp_path / "g.jsonl", output=tmp_path / "m", batch_size=2, epochs=2, group_size=2,
+                   learning_rate=1e-2, seed=0, model=str(tiny_model))
 
-        def set_epoch(self, epoch):
-            self.epoch = epoch
+    def run(checkpoints, crash_at=None, resume=None):
+        steps: list = []
+        trainer = _recording_trainer(tiny_model, rows, TrainConfig(checkpoint_dir=checkpoints, save_steps=1, **options),
+                                     checkpoints, steps)
+        checkpointing.save_every(trainer, 1)
 
-        def __len__(self):
-            return self.lengths[self.epoch]
+        class Crash(TrainerCallback):
+            def on_save(self, args, state, control, **kwargs):
+                if state.global_step == crash_at:
+                    raise RuntimeError("crash")
 
-    def trainer(lengths):
-        args = SimpleNamespace(gradient_accumulation_steps=1, train_batch_size=2, dataloader_drop_last=False, seed=0,
-                               num_train_epochs=len(lengths))
-        return SimpleNamespace(args=args, train_dataset=None, get_batch_sampler=lambda *a, **k: Sampler(lengths))
-
-    assert checkpointing.exact_resume(trainer([3, 3, 3]), 4) is None
-    assert checkpointing.exact_resume(trainer([3, 2, 3]), 4) is None  # in epoch 1, before its end
-    assert "epoch 1 has fewer batches" in checkpointing.exact_resume(trainer([3, 2, 3]), 7)
-    assert "ends epoch 1" in checkpointing.exact_resume(trainer([3, 2, 3]), 5)
-
-    class Trainer(SimpleNamespace):
-        def train(self, resume_from_checkpoint=None):
-            self.resumed = resume_from_checkpoint
-
-        def add_callback(self, callback):
+        trainer.add_callback(Crash())
+        try:
+            checkpointing.run(trainer, resume)
+        except RuntimeError:
             pass
+        return trainer, steps
 
-    stub = Trainer(**vars(trainer([3, 2, 3])))
-    resume = checkpointing.Resume(Path("checkpoint-7"), 7)
-    with caplog.at_level("WARNING"):
-        _, used, _ = checkpointing.run(stub, resume)
-    assert used is None and stub.resumed is None and "training from the start" in caplog.text
+    from rtune.train.batch_sampler import KnownPositiveBatchSampler
+
+    sampler = KnownPositiveBatchSampler(range(12), 2, False, keys=rows.keys, rows_per_epoch=6, blocks=2, seed=0)
+    reference, expected = run(tmp_path / "reference")
+    assert reference.state.global_step == len(expected) == 2 * len(sampler)
+    weights = {k: v.detach().clone() for k, v in reference.model.state_dict().items()}
+    # the first epoch's greedy plan ends at step 3; the trainer's arithmetic puts step len + 1 in the second epoch
+    for step in sorted({len(sampler.greedy_plan(0)) + 1, len(sampler) + 1}):
+        checkpoints = tmp_path / f"checkpoints-{step}"
+        _, before = run(checkpoints, crash_at=step)
+        assert before == expected[:step]
+        resumed, after = run(checkpoints, resume=checkpointing.Resume(checkpoints / f"checkpoint-{step}", step))
+        assert after == expected[step:], step
+        state = resumed.model.state_dict()
+        assert max(float((state[k] - weights[k]).abs().max()) for k in weights) < 1e-5, step

@@ -6,6 +6,13 @@ other positive into the batch as someone else's positive or negative. This sampl
 seeded order and defers a row that would bring such a conflict (or the same passage twice) to a later
 batch, as sentence-transformers' NoDuplicatesBatchSampler does for duplicates. The dataset holds one block
 of rows per epoch (fresh negatives); epoch e draws from block e.
+
+Every epoch has the same number of batches. Deferred rows can make one epoch's plan longer than another's, and
+transformers' Trainer (5.x) counts every epoch with the length the dataloader has at the start: it takes exactly
+that many batches from each epoch (a longer epoch's extra batches are never trained, a shorter one ends early),
+sizes the LR schedule (max_steps) by it, and maps a checkpoint's global step to (epoch, batch) by dividing by it.
+So the sampler plans all epochs, and an epoch with fewer batches than the longest splits its largest batches in
+two until it has as many (a split batch stays conflict-free); its length is then true for every epoch.
 """
 
 from __future__ import annotations
@@ -56,6 +63,20 @@ def plan_batches(keys: Sequence[RowKeys], indices: list[int], batch_size: int) -
     return batches
 
 
+def split_to(batches: list[list[int]], count: int) -> list[list[int]]:
+    """`batches` as `count` batches: the largest one (the last of equals) is halved, in place, until there are
+    as many; order and rows kept. Needs at least `count` rows."""
+    batches = [list(b) for b in batches]
+    while len(batches) < count:
+        largest = max(range(len(batches)), key=lambda i: (len(batches[i]), i))
+        batch = batches[largest]
+        if len(batch) < 2:
+            raise ValueError(f"{sum(map(len, batches))} rows cannot fill {count} batches")
+        half = (len(batch) + 1) // 2
+        batches[largest:largest + 1] = [batch[:half], batch[half:]]
+    return batches
+
+
 def no_conflicts(rows: Sized) -> list[RowKeys]:
     """One never-conflicting key per row: for losses that see only each row's own texts (no in-batch
     negatives, a cross-encoder), the sampler then yields a plain seeded shuffle of the epoch's block."""
@@ -63,10 +84,12 @@ def no_conflicts(rows: Sized) -> list[RowKeys]:
 
 
 class KnownPositiveBatchSampler(DefaultBatchSampler):
-    """`batch_sampler` for sentence-transformers' trainer: conflict-free batches of the current epoch's block.
+    """`batch_sampler` for sentence-transformers' trainer: conflict-free batches of the current epoch's block,
+    as many in every epoch (see the module's note).
 
     Build it with `functools.partial(KnownPositiveBatchSampler, keys=..., rows_per_epoch=..., blocks=...)`;
-    the trainer passes the dataset, batch size, drop_last and seed, and calls `set_epoch` every epoch.
+    the trainer passes the dataset, batch size, drop_last and seed, and calls `set_epoch` every epoch. The
+    training runs `blocks` epochs (rtune builds one block of rows per epoch).
     """
 
     def __init__(self, dataset, batch_size: int, drop_last: bool, keys: Sequence[RowKeys], rows_per_epoch: int,
@@ -77,16 +100,34 @@ class KnownPositiveBatchSampler(DefaultBatchSampler):
             raise ValueError(f"{len(keys)} row keys for {blocks} block(s) of {rows_per_epoch} rows")
         self.keys, self.rows_per_epoch, self.blocks = keys, rows_per_epoch, blocks
         self._plans: dict[int, list[list[int]]] = {}
+        self._length: int | None = None
+
+    def greedy_plan(self, epoch: int) -> list[list[int]]:
+        """The conflict-free batches of `epoch` as the greedy fill makes them (their number varies by epoch)."""
+        start = (epoch % self.blocks) * self.rows_per_epoch
+        order = list(range(start, start + self.rows_per_epoch))
+        random.Random(f"{self.seed}:{epoch}").shuffle(order)
+        batches = plan_batches(self.keys, order, self.batch_size)
+        if self.drop_last:
+            batches = [b for b in batches if len(b) == self.batch_size]
+        return batches
+
+    def batches_per_epoch(self) -> int:
+        """The batch count of every epoch: the longest greedy plan's (the shortest's with drop_last, whose batches
+        stay full: a longer epoch then drops its last full batches too)."""
+        if self._length is None:
+            lengths = [len(self.greedy_plan(e)) for e in range(self.blocks)] if self.rows_per_epoch else [0]
+            self._length = min(lengths) if self.drop_last else max(lengths)
+        return self._length
 
     def plan(self, epoch: int) -> list[list[int]]:
-        """The batches of `epoch` (deterministic for the seed)."""
+        """The batches of `epoch` (deterministic for the seed), `batches_per_epoch()` of them."""
         if epoch not in self._plans:
-            start = (epoch % self.blocks) * self.rows_per_epoch
-            order = list(range(start, start + self.rows_per_epoch))
-            random.Random(f"{self.seed}:{epoch}").shuffle(order)
-            batches = plan_batches(self.keys, order, self.batch_size)
-            if self.drop_last:
-                batches = [b for b in batches if len(b) == self.batch_size]
+            batches, count = self.greedy_plan(epoch), self.batches_per_epoch()
+            if len(batches) > count and not self.drop_last:  # only past the planned epochs
+                raise ValueError(f"epoch {epoch} needs {len(batches)} batches, more than the {count} of the "
+                                 f"{self.blocks} planned epoch(s): train at most {self.blocks} epochs")
+            batches = batches[:count] if self.drop_last else split_to(batches, count)
             self._plans = {epoch: batches}  # keep one epoch's plan
         return self._plans[epoch]
 
@@ -94,7 +135,7 @@ class KnownPositiveBatchSampler(DefaultBatchSampler):
         yield from self.plan(self.epoch)
 
     def __len__(self) -> int:
-        return len(self.plan(self.epoch)) if self.rows_per_epoch else 0
+        return self.batches_per_epoch()
 
     def mean_batch_size(self, epoch: int = 0) -> float:
         batches = self.plan(epoch)

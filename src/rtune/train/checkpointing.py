@@ -4,14 +4,14 @@ and what a resumed run restores (the dev history) and records (the step it resum
 
 A resumed run equals an uninterrupted one with the same seed: the trainer restores the weights, optimiser,
 scheduler and RNG states, skips the batches the checkpoint already trained, and rtune's batch sampler
-rebuilds the same seeded batches for the epoch it resumes in.
+rebuilds the same seeded batches for the epoch it resumes in (as many in every epoch, so that the trainer's
+step -> (epoch, batch) arithmetic holds).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import struct
 import zipfile
 from dataclasses import dataclass
@@ -229,48 +229,16 @@ def save_every(trainer, steps: int | None) -> None:
     trainer.add_callback(SaveEverySteps())
 
 
-def exact_resume(trainer, step: int) -> str | None:
-    """None when the trainer's resumption lands on the right batch; else why not. The trainer maps a global step
-    to (epoch, batch) with the first epoch's batch count; rtune's conflict-free batches may number differently
-    in a later epoch, and then only a fresh start is exact."""
-    args = trainer.args
-    if args.gradient_accumulation_steps != 1:
-        return None  # the batch counts below are optimiser steps only without accumulation
-    sampler = trainer.get_batch_sampler(trainer.train_dataset, batch_size=args.train_batch_size,
-                                        drop_last=args.dataloader_drop_last, seed=args.seed)
-    if sampler is None or not hasattr(sampler, "set_epoch"):
-        return None
-    epochs = math.ceil(args.num_train_epochs)
-
-    def length(epoch: int) -> int:
-        sampler.set_epoch(epoch)
-        return len(sampler)
-
-    per_epoch = length(0)  # what the trainer counts every epoch with
-    if per_epoch == 0:
-        return None
-    epoch, offset = divmod(step, per_epoch)
-    short = [e for e in range(min(epoch, epochs)) if length(e) < per_epoch]
-    if short:
-        return f"epoch {short[0]} has fewer batches than the first ({length(short[0])} < {per_epoch})"
-    if epoch < epochs and offset and offset >= length(epoch):
-        return f"step {step} ends epoch {epoch}, which has fewer batches than the first"
-    return None
-
-
 def run(trainer, resume: Resume | None) -> tuple[object, Resume | None, int]:
-    """`trainer.train()`, from `resume` when it lands exactly (else from the start, loudly). Returns the trainer's
-    output, the resumption used and the optimiser steps this call ran (counted, not inferred)."""
+    """`trainer.train()`, from `resume` if given. Returns the trainer's output, the resumption used and the optimiser
+    steps this call ran (counted, not inferred). The trainer maps the checkpoint's global step to (epoch, batch) by
+    the batch count of the first epoch; rtune's batch sampler gives every epoch that many batches, so the
+    resumption lands on the batch after the checkpoint's."""
     from transformers import TrainerCallback
 
     if resume is not None:
-        problem = exact_resume(trainer, resume.step)
-        if problem:
-            log.warning("cannot resume exactly from %s (%s): training from the start", resume.checkpoint, problem)
-            resume = None
-        else:
-            log.info("resuming from %s (step %d): its weights, optimiser, scheduler and RNG states, and the batches "
-                     "after it", resume.checkpoint, resume.step)
+        log.info("resuming from %s (step %d): its weights, optimiser, scheduler and RNG states, and the batches "
+                 "after it", resume.checkpoint, resume.step)
 
     class CountSteps(TrainerCallback):
         steps = 0
