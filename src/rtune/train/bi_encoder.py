@@ -105,7 +105,7 @@ def train_bi_encoder(config: TrainConfig) -> dict:
     dataset = read_beir(config.dataset) if config.dataset else None
     if dataset is not None:
         dataset.require_split(config.dev_split)
-    model = apply_lora(config.load_model(config.model), config, config.model)  # pooling/EOS/dtype; --lora-rank
+    model = apply_lora(config.load_model(config.model), config, config.model, config.seed)  # pooling/EOS/dtype; --lora-rank
     settings = training_settings(config, model, read_manifest(config.groups_file().parent))
     settings = with_icl_sample(settings, groups, config.icl_sample, config.seed, model.tokenizer)
     evaluator = None

@@ -64,10 +64,11 @@ def enable_gradient_checkpointing(transformer) -> None:
         transformer.config.use_cache = False
 
 
-def apply_lora(model, options: LoraOptions, model_name: str = ""):
+def apply_lora(model, options: LoraOptions, model_name: str = "", seed: int | None = None):
     """`model` (a SentenceTransformer) ready to train: gradient checkpointing when asked; with `lora_rank`, its
-    transformer wrapped in a fresh LoRA adapter. A start model that is itself base + adapter is merged first for
-    full fine-tuning, and refused for LoRA (its saved adapter could not name a base that holds the first one)."""
+    transformer wrapped in a fresh LoRA adapter, initialised from `seed` (peft draws it from the global RNG, which
+    the trainer seeds only later). A start model that is itself base + adapter is merged first for full
+    fine-tuning, and refused for LoRA (its saved adapter could not name a base that holds the first one)."""
     if peft_model_of(model) is not None:
         if options.lora_rank is not None:
             raise InputError("--model is a LoRA adapter folder: merge it first (rtune merge), then train a new adapter "
@@ -80,6 +81,10 @@ def apply_lora(model, options: LoraOptions, model_name: str = ""):
     if options.lora_rank is None:
         return model
     peft = require_peft()
+    if seed is not None:
+        from transformers import set_seed
+
+        set_seed(seed)  # the adapter's initial weights
     try:
         model[0].model = peft.get_peft_model(model[0].model, options.lora_config())
     except ValueError as err:  # e.g. target modules not found in the model
