@@ -86,7 +86,7 @@ def _build_tiny_model(folder: Path) -> Path:
     raw = folder / "raw"
     raw.mkdir(parents=True)
     (raw / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(raw / "vocab.txt"), do_lower_case=True)
+    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)  # v5: `vocab`, not vocab_file
     import torch
 
     torch.manual_seed(0)

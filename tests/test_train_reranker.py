@@ -102,7 +102,7 @@ def test_mnrl_loss_is_softmax_cross_entropy_over_own_and_in_batch_passages(toy):
         shifted = logits.astype(np.float64) - logits.max()
         expected.append(-(shifted[0] - np.log(np.exp(shifted).sum())))
     assert np.ptp(logits) > 0.1
-    assert value == pytest.approx(float(np.mean(expected)), abs=1e-5)
+    assert value == pytest.approx(float(np.mean(expected)), abs=1e-4)  # float32 logits of magnitude ~1e2
 
 
 def test_each_epoch_trains_on_its_own_block(tmp_path):
