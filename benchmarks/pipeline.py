@@ -29,14 +29,17 @@ COLUMNS = ["ndcg@10", "map@25", "mrr@10", "recall@10", "recall@100"]
 
 
 def run(pipeline: Path, run_dir: Path, fresh: bool) -> tuple[float, int]:
-    """`rtune run` in a child process (the CLI users run); (wall seconds, exit code)."""
+    """`rtune run` in a child process (the CLI users run), with an empty embedding cache of its own (as on a fresh
+    machine) unless resuming; (wall seconds, exit code)."""
+    cache = run_dir.parent / "embedding-cache"
     if fresh:
         shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.rmtree(cache, ignore_errors=True)
     command = [str(Path(sys.executable).with_name("rtune")), "run", str(pipeline), "--set", f"output={run_dir}",
                "--set", f"dataset={DATA / 'squad-v1.1' / 'dev-v1.1.json'}"]
     print("$", " ".join(command), flush=True)
     started = time.perf_counter()
-    code = subprocess.call(command, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    code = subprocess.call(command, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1", "RTUNE_CACHE_DIR": str(cache)})
     return time.perf_counter() - started, code
 
 
@@ -53,7 +56,7 @@ def body(pipeline: Path, run_dir: Path, wall: float, budget: str) -> str:
     lines = [f"## Pipeline ({budget} budget): `rtune run {pipeline.relative_to(REPO)}`", "",
              f"- date: {date.today().isoformat()}; machine: {machine()}",
              f"- command: `python benchmarks/pipeline.py --pipeline {pipeline.relative_to(REPO)} --budget {budget}` "
-             f"(a fresh run folder; the report stays in `{run_dir.relative_to(REPO)}`)",
+             f"(a fresh run folder and an empty embedding cache; the report stays in `{run_dir.relative_to(REPO)}`)",
              f"- data: SQuAD v1.1 dev ({DATA / 'squad-v1.1' / 'dev-v1.1.json'}), split by article 70/10/20 as the pipeline declares",
              f"- wall time of the whole run: {wall / 60:.1f} min", "",
              "| system | kind | kept | dev nDCG@10 | " + " | ".join(f"test {c}" for c in COLUMNS) + " |",
@@ -66,7 +69,9 @@ def body(pipeline: Path, run_dir: Path, wall: float, budget: str) -> str:
     lines += ["", "| stage | kind | wall s | peak MiB |", "|---|---|---|---|"]
     for stage in plan.get("stages", []):
         stats = stage_record(run_dir, stage["name"]).get("stats") or {}
-        lines.append(f"| {stage['name']} | {stage['stage']} | {fmt(stats.get('seconds'))} | {fmt(stats.get('peak_memory_mb'))} |")
+        seconds, peak = stats.get("seconds"), stats.get("peak_memory_mb")
+        lines.append(f"| {stage['name']} | {stage['stage']} | {'-' if seconds is None else f'{seconds:.1f}'} | "
+                     f"{'-' if peak is None else f'{peak:.0f}'} |")
     return "\n".join(lines)
 
 
