@@ -173,8 +173,14 @@ def test_llm_reranker_adapter_folder_scores_like_its_merged_model(tiny_lm, tmp_p
     groups = write_groups(tmp_path / "groups.jsonl")
     adapter = tmp_path / "adapter"
     train_llm_reranker(LLMRerankerTrainConfig(groups=groups, output=adapter, model=str(base), lora_rank=4, group_size=2,
-                                              batch_size=4, epochs=2, learning_rate=1e-2, warmup_ratio=0.0, device="cpu"))
+                                              batch_size=4, epochs=2, learning_rate=1e-2, warmup_ratio=0.0, device="cpu",
+                                              query_prefix="Q: ", max_length=96))
     merge(MergeConfig(adapter=adapter, output=tmp_path / "merged"))
+    # with no prompt options, scoring and eval --rerank read it the way it was trained (rtune_reranker.json)
+    for folder in (adapter, tmp_path / "merged"):
+        settings = build_teacher("auto", str(folder), device="cpu").settings()
+        assert settings["query_prefix"] == "Q: " and settings["max_length"] == 96 and settings["passage_prefix"] == "B: "
+    assert build_teacher("llm", str(base), device="cpu").settings()["query_prefix"] == "A: "  # nothing saved: the default
     assert detect_kind(str(adapter)) == "llm"
     from_adapter = score_groups(ScoreConfig(groups=groups, output=tmp_path / "s-adapter", model=str(adapter), device="cpu"))
     score_groups(ScoreConfig(groups=groups, output=tmp_path / "s-merged", model=str(tmp_path / "merged"), teacher="llm", device="cpu"))

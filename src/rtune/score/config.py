@@ -12,6 +12,9 @@ from rtune.score.llm import DEFAULT_PROMPT
 from rtune.score.teachers import AUTO, TEACHERS
 
 
+UNSET_MEANS_SAVED = {"max_length", "query_prefix", "passage_prefix", "separator", "prompt", "yes_word"}
+
+
 class ScoreConfig(BaseModel):
     """Everything `rtune score` needs: input groups, output folder, the teacher and how it reads pairs."""
 
@@ -33,11 +36,14 @@ class ScoreConfig(BaseModel):
                                       "ranked) and drop the rest [default: all]")
     seed: int = Field(42, description="seed of the --max-queries sample")
     shard_size: int = Field(1000, ge=1, description="groups per resumable shard (a killed run resumes at the last finished one)")
-    query_prefix: str = Field("A: ", description="llm: text before the query")
-    passage_prefix: str = Field("B: ", description="llm: text before the passage")
-    separator: str = Field("\n", description="llm: text between query and passage and before the prompt (YAML for a newline)")
-    prompt: str = Field(DEFAULT_PROMPT, description="llm: instruction placed after the pair")
-    yes_word: str = Field("Yes", description="llm: the word whose token logit is the score (must be one token)")
+    query_prefix: str | None = Field(None, description="llm: text before the query [default: the reranker's saved one, else 'A: ']")
+    passage_prefix: str | None = Field(None, description="llm: text before the passage [default: saved, else 'B: ']")
+    separator: str | None = Field(None, description="llm: text between query and passage and before the prompt (YAML for a "
+                                  "newline) [default: saved, else a newline]")
+    prompt: str | None = Field(None, description="llm: instruction placed after the pair [default: saved, else "
+                               f"{DEFAULT_PROMPT!r}]")
+    yes_word: str | None = Field(None, description="llm: the word whose token logit is the score (must be one token) "
+                                 "[default: saved, else Yes]")
     gguf_file: str | None = Field(None, description="llm: GGUF file inside --model (a folder or hub id)")
     query_prompt: str | None = Field(None, description="bi_encoder: query prefix (default: the model's saved prompt)")
     document_prompt: str | None = Field(None, description="bi_encoder: document prefix (default: the model's saved prompt)")
@@ -52,9 +58,8 @@ class ScoreConfig(BaseModel):
         """Keyword arguments for build_teacher (each teacher takes the ones it knows)."""
         settings = self.model_dump(include={"device", "precision", "max_length", "batch_size", "query_prefix", "passage_prefix",
                                             "separator", "prompt", "yes_word", "gguf_file", "query_prompt", "document_prompt"})
-        if settings["max_length"] is None:  # each teacher's own default
-            del settings["max_length"]
-        return settings
+        # unset: each teacher's own default (a cross-encoder's saved length, an LLM reranker's saved prompt)
+        return {k: v for k, v in settings.items() if v is not None or k not in UNSET_MEANS_SAVED}
 
     def groups_file(self) -> Path:
         from rtune.data.groups import groups_path

@@ -65,13 +65,39 @@ def _load_with_adapter(folder: Path, dtype, device: str):
     return tokenizer, load_adapter(model, folder).eval()
 
 
+PROMPT_DEFAULTS = {"max_length": 512, "query_prefix": "A: ", "passage_prefix": "B: ", "separator": "\n",
+                   "prompt": DEFAULT_PROMPT, "yes_word": YES_WORD}
+
+
+def saved_prompt_settings(model_name: str) -> dict:
+    """The prompt settings saved with an LLM reranker folder (`rtune_reranker.json`), or {} (none, or unreadable)."""
+    import json
+
+    from rtune.models.merge import RERANKER_SETTINGS
+
+    path = Path(model_name).expanduser() / RERANKER_SETTINGS
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return {k: v for k, v in saved.items() if k in PROMPT_DEFAULTS} if isinstance(saved, dict) else {}
+
+
 class LLMRerankerTeacher:
     """Scores pairs with `logits[last position, id("Yes")]` of a causal LM."""
 
-    def __init__(self, model_name: str, device: str | None = None, precision: str = "auto", max_length: int = 512,
-                 query_prefix: str = "A: ", passage_prefix: str = "B: ", separator: str = "\n",
-                 prompt: str = DEFAULT_PROMPT, yes_word: str = YES_WORD, gguf_file: str | None = None,
+    def __init__(self, model_name: str, device: str | None = None, precision: str = "auto", max_length: int | None = None,
+                 query_prefix: str | None = None, passage_prefix: str | None = None, separator: str | None = None,
+                 prompt: str | None = None, yes_word: str | None = None, gguf_file: str | None = None,
                  batch_size: int = 16) -> None:
+        """Prompt settings and max_length left None take the reranker's saved ones (`rtune_reranker.json`, written
+        by `rtune train-llm-reranker` and kept by `rtune merge`), else PROMPT_DEFAULTS."""
+        saved = saved_prompt_settings(model_name)
+        given = {"max_length": max_length, "query_prefix": query_prefix, "passage_prefix": passage_prefix,
+                 "separator": separator, "prompt": prompt, "yes_word": yes_word}
+        chosen = {k: v if v is not None else saved.get(k, PROMPT_DEFAULTS[k]) for k, v in given.items()}
+        max_length, query_prefix, passage_prefix = chosen["max_length"], chosen["query_prefix"], chosen["passage_prefix"]
+        separator, prompt, yes_word = chosen["separator"], chosen["prompt"], chosen["yes_word"]
         if max_length < 8:
             raise ValueError(f"max_length must be at least 8 tokens, got {max_length}")
         self.name = model_name if not gguf_file else f"{model_name}/{gguf_file}"
@@ -94,21 +120,13 @@ class LLMRerankerTeacher:
         self._check_saved_prompt(model_name)
 
     def _check_saved_prompt(self, model_name: str) -> None:
-        """Warn when the prompt settings differ from those the reranker was trained with (`rtune_reranker.json`)."""
-        import json
-
-        from rtune.models.merge import RERANKER_SETTINGS
-
-        path = Path(model_name).expanduser() / RERANKER_SETTINGS
-        try:
-            saved = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            return
+        """Warn when prompt settings given explicitly differ from those the reranker was trained with."""
+        saved = saved_prompt_settings(model_name)
         ours = self.settings()
         differ = [k for k in ("query_prefix", "passage_prefix", "separator", "prompt", "yes_word") if k in saved and saved[k] != ours[k]]
         if differ:
             log.warning("%s was trained with different %s (see %s); scores read with other settings may mean little", model_name,
-                        ", ".join(differ), path)
+                        ", ".join(differ), Path(model_name).expanduser() / "rtune_reranker.json")
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
