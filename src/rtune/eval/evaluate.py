@@ -12,6 +12,7 @@ from rtune.data.atomic import atomic_dir
 from rtune.data.beir import read_beir
 from rtune.data.dataset import RetrievalDataset
 from rtune.data.manifest import write_manifest
+from rtune.eval.collapse import warn_if_collapsed
 from rtune.eval.metrics import DEFAULT_KS, DEFAULT_METRICS, compute_metrics, metric_names
 from rtune.eval.rankers import BM25Ranker, DenseRanker, Ranker
 from rtune.eval.run_file import write_run
@@ -83,6 +84,7 @@ def evaluate_ranker(ranker: Ranker, dataset: RetrievalDataset, split: str, names
     queries = {qid: q.text for qid, q in dataset.split_queries(split).items()}
     k = max(depth, *(int(n.split("@")[1]) for n in names))
     run = ranker.rank(queries, k)
+    warn_if_collapsed(run, getattr(ranker, "name", type(ranker).__name__))
     means, per_query = compute_metrics(qrels, run, names)
     return means, per_query, run
 
