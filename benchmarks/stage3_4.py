@@ -172,7 +172,7 @@ def distil_groups(mined: Path, out: Path, budget: Budget) -> Path:
     """The distillation queries' groups, each cut to `distil_negatives` negatives: a seeded sample of the
     training queries the cross-encoder did not train on (so that its scores are not those of its own
     training data), or of all of them when too few are left."""
-    from rtune.data.groups import GROUPS_FILE, group_writer, read_groups
+    from rtune.data.groups import GROUPS_FILE, cut_negatives, group_writer, read_groups
     from rtune.train.examples import sample_queries
 
     groups = list(read_groups(mined / GROUPS_FILE))
@@ -181,11 +181,9 @@ def distil_groups(mined: Path, out: Path, budget: Budget) -> Path:
     pool = unseen if budget.distil_queries is not None and len(unseen) >= budget.distil_queries else groups
     groups = sample_queries(pool, budget.distil_queries, budget.seed)
     out.mkdir(parents=True, exist_ok=True)
-    k = budget.distil_negatives
     with group_writer(out / GROUPS_FILE) as write:
         for g in groups:
-            keep = {f: getattr(g, f)[:k] for f in ("neg", "neg_ids", "neg_miner_scores", "neg_ranks", "neg_sources", "neg_valid_pos")}
-            write(dataclasses.replace(g, **keep))
+            write(cut_negatives(g, budget.distil_negatives))
     shutil.copyfile(mined / "manifest.json", out / "manifest.json")  # the miner's document-text rule
     return out
 

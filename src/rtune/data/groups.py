@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 from collections.abc import Iterator
@@ -31,6 +32,14 @@ _LIST_FIELDS: dict[str, tuple[str, str]] = {
 }
 _KNOWN = {"query", "pos", "neg", "query_id", "prompt", *_LIST_FIELDS}
 TEACHER_FIELDS = ("pos_scores", "neg_scores")
+NEGATIVE_FIELDS = ("neg", *(f for f, (texts, _) in _LIST_FIELDS.items() if texts == "neg"))
+
+
+def cut_negatives(group: TrainingGroup, k: int | None) -> TrainingGroup:
+    """The group with its first `k` negatives (the miner's best-ranked first) and their per-negative fields."""
+    if k is None or len(group.neg) <= k:
+        return group
+    return dataclasses.replace(group, **{f: getattr(group, f)[:k] for f in NEGATIVE_FIELDS})
 
 
 def group_to_dict(group: TrainingGroup) -> dict:

@@ -84,7 +84,7 @@ def evaluate_ranker(ranker: Ranker, dataset: RetrievalDataset, split: str, names
     queries = {qid: q.text for qid, q in dataset.split_queries(split).items()}
     k = max(depth, *(int(n.split("@")[1]) for n in names))
     run = ranker.rank(queries, k)
-    warn_if_collapsed(run, getattr(ranker, "name", type(ranker).__name__))
+    warn_if_collapsed(run, ranker.name)
     means, per_query = compute_metrics(qrels, run, names)
     return means, per_query, run
 

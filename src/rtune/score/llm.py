@@ -117,16 +117,13 @@ class LLMRerankerTeacher:
         self.bos = [bos] if bos is not None and bos != self.pad_id else []
         self.sep_ids = self._ids(separator)
         self.tail_ids = self.sep_ids + self._ids(prompt)
-        self._check_saved_prompt(model_name)
-
-    def _check_saved_prompt(self, model_name: str) -> None:
-        """Warn when prompt settings given explicitly differ from those the reranker was trained with."""
-        saved = saved_prompt_settings(model_name)
-        ours = self.settings()
-        differ = [k for k in ("query_prefix", "passage_prefix", "separator", "prompt", "yes_word") if k in saved and saved[k] != ours[k]]
+        # prompt settings given explicitly that differ from those it was trained with
+        differ = [k for k in ("query_prefix", "passage_prefix", "separator", "prompt", "yes_word") if k in saved and saved[k] != chosen[k]]
         if differ:
+            from rtune.models.merge import RERANKER_SETTINGS
+
             log.warning("%s was trained with different %s (see %s); scores read with other settings may mean little", model_name,
-                        ", ".join(differ), Path(model_name).expanduser() / "rtune_reranker.json")
+                        ", ".join(differ), Path(model_name).expanduser() / RERANKER_SETTINGS)
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []

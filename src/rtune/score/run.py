@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from rtune.data.atomic import atomic_dir, atomic_file, ensure_new_output
-from rtune.data.groups import GROUPS_FILE, group_writer, read_groups
+from rtune.data.groups import GROUPS_FILE, cut_negatives, group_writer, read_groups
 from rtune.data.manifest import MANIFEST_NAME, file_sha256, write_manifest
 from rtune.data.records import TrainingGroup
 from rtune.errors import InputError
@@ -39,16 +39,6 @@ def _chunks(groups: Iterator[TrainingGroup], size: int) -> Iterator[list[Trainin
         yield chunk
 
 
-NEGATIVE_FIELDS = ("neg", "neg_ids", "neg_scores", "neg_miner_scores", "neg_ranks", "neg_sources", "neg_valid_pos")
-
-
-def cut_negatives(group: TrainingGroup, k: int | None) -> TrainingGroup:
-    """The group with its first `k` negatives (the miner's best-ranked first) and their per-negative fields."""
-    if k is None or len(group.neg) <= k:
-        return group
-    return dataclasses.replace(group, **{f: getattr(group, f)[:k] for f in NEGATIVE_FIELDS})
-
-
 def _selected(path: Path, config: ScoreConfig, chosen: set[int] | None) -> Iterator[TrainingGroup]:
     """The groups to score, in file order: those at the `chosen` positions (all when None), negatives cut."""
     for index, group in enumerate(read_groups(path)):
@@ -62,8 +52,8 @@ def _survey(path: Path, config: ScoreConfig) -> tuple[list[int], list[int], set[
     from rtune.train.examples import sample_queries
 
     with open(path, encoding="utf-8") as handle:
-        lines = [number for number, line in enumerate(handle, start=1) if line.strip()]
-    n = sum(1 for _ in read_groups(path))
+        lines = [number for number, line in enumerate(handle, start=1) if line.strip()]  # one per group
+    n = len(lines)
     chosen = None if config.max_queries is None or config.max_queries >= n else set(sample_queries(range(n), config.max_queries, config.seed))
     sizes = [len(g.pos) + len(g.neg) for g in _selected(path, config, chosen)]
     return [line for i, line in enumerate(lines) if chosen is None or i in chosen], sizes, chosen
