@@ -50,6 +50,18 @@ def data_path(*parts: str) -> Path:
     return path
 
 
+def write_toy_groups(path: Path, negatives: int) -> Path:
+    """A groups file of the toy queries: each its document as positive and the first `negatives` other documents."""
+    from rtune.data.groups import group_writer
+    from rtune.data.records import TrainingGroup
+
+    with group_writer(path) as write:
+        for qid, (text, doc, _) in TOY_QUERIES.items():
+            others = tuple(t for d, t in TOY_DOCS.items() if d != doc)[:negatives]
+            write(TrainingGroup(query=text, pos=(TOY_DOCS[doc],), neg=others, query_id=qid))
+    return path
+
+
 def write_beir(folder: Path, docs=TOY_DOCS, queries=TOY_QUERIES, splits=None) -> Path:
     """A toy BEIR folder; `splits` maps split -> query ids (default: q0-q5 train, q6 dev, q7 test)."""
     splits = splits or {"train": ["q0", "q1", "q2", "q3", "q4", "q5"], "dev": ["q6"], "test": ["q7"]}

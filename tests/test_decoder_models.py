@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_toy_groups
 from tiny_rerankers import build_tiny_causal_lm
 
 from rtune.errors import InputError
@@ -27,16 +28,7 @@ def tiny_llama(tmp_path_factory) -> Path:
 
 
 def _groups(path: Path) -> Path:
-    from conftest import TOY_DOCS, TOY_QUERIES
-
-    from rtune.data.groups import group_writer
-    from rtune.data.records import TrainingGroup
-
-    with group_writer(path) as write:
-        for qid, (text, doc, _) in TOY_QUERIES.items():
-            negatives = tuple(t for d, t in TOY_DOCS.items() if d != doc)[:3]
-            write(TrainingGroup(query=text, pos=(TOY_DOCS[doc],), neg=negatives, query_id=qid))
-    return path
+    return write_toy_groups(path, negatives=3)
 
 
 def test_last_token_pooling_is_independent_of_left_padding(tiny_llama):

@@ -7,20 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from conftest import write_toy_groups
 from tiny_rerankers import build_tiny_causal_lm
 
 
 def _groups(path: Path) -> Path:
-    from conftest import TOY_DOCS, TOY_QUERIES
-
-    from rtune.data.groups import group_writer
-    from rtune.data.records import TrainingGroup
-
-    with group_writer(path) as write:
-        for qid, (text, doc, _) in TOY_QUERIES.items():
-            negatives = tuple(t for d, t in TOY_DOCS.items() if d != doc)[:2]
-            write(TrainingGroup(query=text, pos=(TOY_DOCS[doc],), neg=negatives, query_id=qid))
-    return path
+    return write_toy_groups(path, negatives=2)
 
 
 def test_two_lora_trainings_with_one_seed_in_one_process_give_the_same_adapter(tmp_path):

@@ -13,23 +13,7 @@ from rtune.eval.metrics import compute_metrics, metric_names
 from rtune.eval.run_file import read_run
 from rtune.score.rerank import rerank_run
 from rtune.score.teachers import build_teacher
-from tiny_rerankers import build_tiny_cross_encoder
-
-
-class TableReranker:
-    """Scores from a {passage: score} table; counts the pairs it was asked about."""
-
-    name = "table"
-
-    def __init__(self, table: dict[str, float]) -> None:
-        self.table, self.pairs = table, []
-
-    def settings(self) -> dict:
-        return {}
-
-    def score(self, pairs):
-        self.pairs.extend(pairs)
-        return [self.table.get(p, 0.0) for _, p in pairs]
+from tiny_rerankers import TableReranker, build_tiny_cross_encoder
 
 
 @pytest.fixture(scope="module")

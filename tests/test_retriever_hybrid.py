@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import TOY_DOCS, TOY_QUERIES
+from tiny_rerankers import TableReranker
 from rtune import HybridSettings, Retriever
 from rtune.data.records import Document
 from rtune.errors import InputError
@@ -105,20 +106,6 @@ def test_rrf_hits_add_up_their_weighted_reciprocal_ranks(tiny_model, rrf_k):
             parts = hit.hybrid
             expected = 0.3 / (rrf_k + parts.dense_rank) + (0.7 / (rrf_k + parts.bm25_rank) if parts.bm25_rank else 0.0)
             assert hit.score == pytest.approx(expected, rel=1e-9)
-
-
-class TableReranker:
-    name = "table"
-
-    def __init__(self, table: dict[str, float]) -> None:
-        self.table, self.pairs = table, []
-
-    def settings(self) -> dict:
-        return {}
-
-    def score(self, pairs):
-        self.pairs.extend(pairs)
-        return [self.table.get(p, 0.0) for _, p in pairs]
 
 
 def test_hybrid_first_stage_then_reranker(tiny_model):
