@@ -54,3 +54,47 @@ def test_eval_checks_every_run_it_scores(toy_beir, monkeypatch):
     monkeypatch.setattr(evaluate, "warn_if_collapsed", lambda run, name: seen.append((name, shared_top_share(run))))
     evaluate.evaluate_ranker(Constant(), dataset, "train", ["ndcg@1"])
     assert seen == [("constant", 1.0)]
+
+
+def _hub_source(size: int, hub_for: int):
+    """A candidate source over `size` documents that ranks position 0 first for the first `hub_for` queries and
+    otherwise the query's own position first (then the rest in order)."""
+    import numpy as np
+
+    from rtune.index.ranking import RankedBatch
+
+    class Source:
+        name = "hub-source"
+
+        def __init__(self):
+            self.size = size
+
+        def rank_all(self, queries, k, batch_size=1024, given=None):
+            rows = []
+            for i in range(len(queries)):
+                first = 0 if i < hub_for else (i + 1) % size
+                rows.append([first, *(p for p in range(size) if p != first)][:k])
+            positions = np.asarray(rows, dtype=np.int64)
+            scores = np.tile(np.linspace(1.0, 0.0, positions.shape[1], dtype=np.float32), (len(queries), 1))
+            yield RankedBatch(0, positions, scores, [[0.5] * len(g) for g in (given or [[]] * len(queries))])
+
+    return Source()
+
+
+@pytest.mark.parametrize("hub_for, warned", [(24, True), (2, False)])
+def test_mining_reports_and_warns_when_one_document_comes_first_for_most_queries(hub_for, warned, tmp_path, caplog):
+    from conftest import write_beir
+
+    from rtune.mine.run import MineConfig, mine
+
+    docs = {f"d{i}": f"document number {i} about topic {i}" for i in range(40)}
+    queries = {f"q{i}": (f"question about topic {i}", f"d{(i + 1) % 40}", "g") for i in range(30)}
+    data = write_beir(tmp_path / "data", docs, queries, {"train": list(queries)})
+    with caplog.at_level(logging.WARNING, logger="rtune.mine.run"):
+        report = mine(MineConfig(dataset=data, output=tmp_path / "out", range="1-10", negatives=3),
+                      source=_hub_source(len(docs), hub_for))
+    first = report["first_document"]
+    assert first["top1_share"] == pytest.approx(hub_for / 30, abs=1e-4)
+    assert first["looks_collapsed"] is warned
+    assert first["most_common"][0] == ["d0", hub_for]
+    assert ("the miner (hub-source) ranks one document first for 80% of the 30 queries" in caplog.text) is warned

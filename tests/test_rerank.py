@@ -6,12 +6,13 @@ import json
 import math
 
 import pytest
+from pydantic import ValidationError
 
 from conftest import TOY_DOCS, TOY_QUERIES
 from rtune.eval.evaluate import EvalConfig, evaluate
 from rtune.eval.metrics import compute_metrics, metric_names
 from rtune.eval.run_file import read_run
-from rtune.score.rerank import rerank_run
+from rtune.score.rerank import fuse_with_first_stage, rerank_run
 from rtune.score.teachers import build_teacher
 from tiny_rerankers import TableReranker, build_tiny_cross_encoder
 
@@ -36,6 +37,43 @@ def test_rerank_run_refuses_non_finite_scores():
     reranker = TableReranker({"text b": math.nan})
     with pytest.raises(ValueError, match="non-finite score \\(nan\\) for query 'q', document 'b'"):
         rerank_run({"q": {"a": 2.0, "b": 1.0}}, {"q": "x"}, {"a": "text a", "b": "text b"}, reranker, 5, show_progress=False)
+
+
+def test_fusion_with_the_first_stage_interpolates_min_max_normalised_scores_over_the_reranked_top():
+    first = {"q": {"a": 10.0, "b": 8.0, "c": 4.0, "d": 1.0}}
+    reranked = {"q": {"a": -2.0, "b": 0.0, "c": 3.0, "d": -9.0}}  # d: below the top 3, never reranked
+    fused = fuse_with_first_stage(first, reranked, top_k=3, method="minmax", reranker_weight=0.6)
+    # first stage over a, b, c min-max: 1, 4/6, 0; reranker: 0, 2/5, 1 -> 0.4 x first + 0.6 x reranker
+    expected = {"a": 0.4, "b": 0.4 * 4 / 6 + 0.6 * 2 / 5, "c": 0.6}
+    assert {d: fused["q"][d] for d in "abc"} == pytest.approx(expected)
+    assert sorted(fused["q"], key=lambda d: -fused["q"][d]) == ["c", "b", "a", "d"]
+    assert fused["q"]["d"] < 0.4
+    alone = fuse_with_first_stage(first, reranked, 3, "minmax", 1.0)  # weight 1: the reranker's order
+    assert sorted(alone["q"], key=lambda d: -alone["q"][d])[:3] == ["c", "b", "a"]
+    rrf = fuse_with_first_stage(first, reranked, 3, "rrf", 0.5, rrf_k=1)  # ranks a1 b2 c3 / c1 b2 a3: a = c = 1/2+1/4
+    assert rrf["q"]["a"] == pytest.approx(rrf["q"]["c"]) and rrf["q"]["b"] == pytest.approx(0.5 * (1 / 3 + 1 / 3))
+
+
+def test_eval_adds_the_fused_rerank_beside_first_stage_and_reranker(toy_beir, tiny_ce, tmp_path):
+    out = tmp_path / "eval"
+    config = EvalConfig(dataset=toy_beir, model="bm25", split="train", output=out, ks=[1, 3], rerank=str(tiny_ce),
+                        rerank_top=3, rerank_fusion="minmax", rerank_weight=0.3)
+    means = evaluate(config)
+    names = metric_names(config.metrics, config.ks)
+    assert set(means) == set(names) | {f"{p}.{n}" for p in ("reranked", "reranked_fused") for n in names}
+    first, reranked, fused = (read_run(out / f"run.{name}trec") for name in ("", "reranked.", "reranked_fused."))
+    from rtune.data.beir import read_beir
+
+    qrels = read_beir(toy_beir).require_split("train")
+    assert compute_metrics(qrels, fused, names)[0] == pytest.approx({n: means[f"reranked_fused.{n}"] for n in names}, abs=1e-4)
+    again = fuse_with_first_stage(first, reranked, 3, "minmax", 0.3)
+    for qid in first:
+        order = sorted(again[qid], key=lambda d: (-again[qid][d], d))[:3]
+        assert sorted(fused[qid], key=lambda d: (-fused[qid][d], d))[:3] == order
+    with pytest.raises(ValidationError, match="--rerank-fusion is read only with --rerank"):
+        EvalConfig(dataset=toy_beir, rerank_fusion="minmax")
+    with pytest.raises(ValidationError, match="rerank_fusion"):
+        EvalConfig(dataset=toy_beir, rerank=str(tiny_ce), rerank_fusion="mean")
 
 
 def test_eval_reports_first_stage_and_reranked_side_by_side(toy_beir, tiny_ce, tmp_path):

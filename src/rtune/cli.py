@@ -237,7 +237,7 @@ PANELS: dict[str, dict[str, tuple[str, ...]]] = {
         "BM25": ("language",),
         "Dense": ("index_type", "*encoder"),
         "Metrics": ("metrics", "ks"),
-        "Rerank and hybrid": ("rerank", "rerank_top", "hybrid", "fusion", "dense_weight"),
+        "Rerank and hybrid": ("rerank", "rerank_top", "rerank_fusion", "rerank_weight", "hybrid", "fusion", "dense_weight"),
         "Output": ("output", "overwrite"),
     },
     "train": {

@@ -6,12 +6,13 @@ import json
 import time
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from rtune.data.atomic import atomic_dir
 from rtune.data.beir import read_beir
 from rtune.data.dataset import RetrievalDataset
 from rtune.data.manifest import write_manifest
+from rtune.errors import InputError
 from rtune.eval.collapse import warn_if_collapsed
 from rtune.eval.metrics import DEFAULT_KS, DEFAULT_METRICS, compute_metrics, metric_names
 from rtune.eval.rankers import BM25Ranker, DenseRanker, Ranker
@@ -40,6 +41,10 @@ class EvalConfig(EncoderOptions):
     rerank: str | None = Field(None, description="reranker (cross-encoder or LLM yes-token model) for the first stage's top candidates; "
                                "its metrics are added as reranked.<metric>")
     rerank_top: int = Field(50, ge=1, description="first-stage candidates reranked per query")
+    rerank_fusion: str | None = Field(None, description="also fuse the reranker's scores with the first stage's over the "
+                                      "reranked candidates: minmax or rrf; its metrics are added as reranked_fused.<metric> "
+                                      "[default: no fusion]")
+    rerank_weight: float = Field(0.5, ge=0, le=1, description="--rerank-fusion: the reranker's weight (the first stage gets 1 - it)")
     hybrid: str | None = Field(None, description="fuse the dense --model with this lexical ranker (bm25) [default: no fusion]")
     fusion: str = Field("minmax", description="hybrid: rrf (reciprocal rank fusion) or minmax (normalised score sum)")
     dense_weight: float = Field(0.5, ge=0, le=1, description="hybrid: the dense run's weight (the lexical one gets 1 - it)")
@@ -52,7 +57,14 @@ class EvalConfig(EncoderOptions):
 
         return check_choice("index type", value, INDEX_TYPES)
 
-    @field_validator("hybrid", "fusion")
+    @model_validator(mode="after")
+    def _rerank_options_need_rerank(self):
+        given = [n for n in ("rerank_fusion", "rerank_weight") if n in self.model_fields_set]
+        if given and not self.rerank:
+            raise InputError(f"--{given[0].replace('_', '-')} is read only with --rerank")
+        return self
+
+    @field_validator("hybrid", "fusion", "rerank_fusion")
     @classmethod
     def _fusion_choices(cls, value: str | None, info) -> str | None:
         from rtune.errors import check_choice
@@ -92,7 +104,8 @@ def evaluate_ranker(ranker: Ranker, dataset: RetrievalDataset, split: str, names
 def evaluate(config: EvalConfig, dataset: RetrievalDataset | None = None, ranker: Ranker | None = None) -> dict[str, float]:
     """Run the stage. With `output`, writes metrics.json, per_query.json, run.trec and a manifest. With `rerank`,
     the reranked metrics sit beside the first stage's as `reranked.<metric>` (also per query) and the reranked
-    run is `run.reranked.trec`."""
+    run is `run.reranked.trec`; with `rerank_fusion` too, the fused ones as `reranked_fused.<metric>` and
+    `run.reranked_fused.trec`."""
     started = time.time()
     names = metric_names(config.metrics, config.ks)
     if ranker is None and (config.model == BM25 or config.hybrid):  # the manifest records the language BM25 ran in
@@ -105,7 +118,7 @@ def evaluate(config: EvalConfig, dataset: RetrievalDataset | None = None, ranker
     dataset.require_split(config.split)
     ranker = ranker or build_ranker(config, dataset)
     means, per_query, run = evaluate_ranker(ranker, dataset, config.split, names, config.rerank_top if config.rerank else 0)
-    reranked = None
+    reranked: dict | None = None
     if config.rerank:
         from rtune.eval.rerank_eval import add_reranked
 
@@ -116,7 +129,9 @@ def evaluate(config: EvalConfig, dataset: RetrievalDataset | None = None, ranker
             (tmp / "per_query.json").write_text(json.dumps(per_query) + "\n", encoding="utf-8")
             write_run(tmp / "run.trec", run, tag=Path(config.model).name)
             if reranked is not None:
-                write_run(tmp / "run.reranked.trec", reranked, tag=f"{Path(config.model).name}+{Path(config.rerank).name}")
+                tag = f"{Path(config.model).name}+{Path(config.rerank).name}"
+                for name, written in reranked.items():
+                    write_run(tmp / f"run.{name}.trec", written, tag=tag if name == "reranked" else f"{tag}+{config.rerank_fusion}")
             inputs = [config.dataset] + [m for m in (config.model, config.rerank) if m and Path(m).exists()]
             write_manifest(tmp, "eval", config.model_dump(mode="json"), inputs, started, {"metrics": means})
     return means

@@ -37,6 +37,8 @@ class MiningReport:
     dropped_scores: list[float] = field(default_factory=list)
     relative_rules_skipped: int = 0
     backfilled: int = 0
+    first_documents: Counter = field(default_factory=Counter)  # each query's first-ranked document (collapse check)
+    corpus_size: int = 0
 
     def add(self, query_id: str, kept: int, dropped: Counter, positive_ranks: list[int | None],
             positive_scores: list[float], kept_scores: list[float], dropped_scores: list[float],
@@ -57,6 +59,21 @@ class MiningReport:
         self.kept_scores.extend(kept_scores)
         self.dropped_scores.extend(dropped_scores)
         self.relative_rules_skipped += relative_skipped
+
+    def note_first(self, doc_id: str) -> None:
+        """The document the miner ranked first for one query."""
+        self.first_documents[doc_id] += 1
+
+    def top1_share(self) -> float:
+        """The share of queries whose first-ranked document is the most common one."""
+        from rtune.eval.collapse import most_common_share
+
+        return most_common_share(self.first_documents.elements())
+
+    def looks_collapsed(self) -> bool:
+        from rtune.eval.collapse import looks_collapsed
+
+        return looks_collapsed(self.top1_share(), sum(self.first_documents.values()), self.corpus_size)
 
     def finish_query(self, total_negatives: int) -> None:
         """After backfill: count the query if it ends with no negative at all."""
@@ -83,6 +100,8 @@ class MiningReport:
                 "not_retrieved_list": self.unretrieved,
             },
             "relative_rules_skipped_for_non_positive_reference": self.relative_rules_skipped,
+            "first_document": {"top1_share": round(self.top1_share(), 4), "looks_collapsed": self.looks_collapsed(),
+                               "most_common": [[d, n] for d, n in self.first_documents.most_common(3)]},
             "scores": {
                 "positive (each positive; the per-positive reference of the filters)": describe(self.positive_scores),
                 "kept_negative": describe(self.kept_scores),

@@ -24,6 +24,7 @@ from rtune.data.manifest import write_manifest
 from rtune.data.records import TrainingGroup
 from rtune.data.text import describe_rule, document_text
 from rtune.errors import DataCollapsedError, InputError, check_choice
+from rtune.eval.collapse import collapse_warning
 from rtune.index.bm25 import dataset_language
 from rtune.index.dense_search import INDEX_TYPES
 from rtune.index.ranking import with_progress
@@ -156,7 +157,7 @@ class _Miner:
         self.position = {doc_id: i for i, doc_id in enumerate(self.doc_ids)}
         self.text_key = {doc_id: text_digest(text) for doc_id, text in texts.items()}
         self.filter = config.false_negative_filter()
-        self.report = MiningReport(wanted=config.negatives, range_end=rank_range.end)
+        self.report = MiningReport(wanted=config.negatives, range_end=rank_range.end, corpus_size=len(self.doc_ids))
         self.known = known_positives(dataset, config.split)
 
     def previous_ids(self, qid: str) -> list[str]:
@@ -310,6 +311,8 @@ def mine(config: MineConfig, source: CandidateSource | None = None) -> dict:
         for batch in with_progress(batches, len(qids), f"mining ({source.name})"):  # the bar starts once queries are encoded
             for row in range(len(batch.positions)):
                 qid = qids[batch.start + row]
+                if batch.positions[row][0] >= 0:
+                    miner.report.note_first(miner.doc_ids[batch.positions[row][0]])
                 write(miner.group(qid, batch.positions[row], batch.scores[row], batch.given_scores[row]))
         stats = {**miner.report.as_dict(), "false_negative_filter": miner.filter.describe(),
                  "document_text": describe_rule(use_title), "dataset_dropped": dataset.dropped_summary(),
@@ -323,4 +326,7 @@ def mine(config: MineConfig, source: CandidateSource | None = None) -> dict:
                        [config.dataset] + ([config.previous_groups] if config.previous_groups else []), started, stats)
     for line in miner.report.summary_lines():
         log.info(line)
+    if miner.report.looks_collapsed():
+        log.warning("%s: its negatives are the same few documents for most queries; check it with rtune eval before "
+                    "training on them", collapse_warning(f"the miner ({source.name})", miner.report.top1_share(), miner.report.queries))
     return stats

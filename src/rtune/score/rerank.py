@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from rtune.eval.fusion import RRF_K
 from rtune.score.batching import score_pairs
 from rtune.score.reranker import Reranker
 
@@ -22,7 +23,7 @@ def rerank_run(run: Run, queries: Mapping[str, str], corpus_texts: Mapping[str, 
 
     if top_k < 1:
         raise ValueError(f"top_k must be a positive integer, got {top_k}")
-    ranked = {qid: sorted(docs, key=lambda d: -docs[d]) for qid, docs in run.items()}
+    ranked = first_stage_order(run)
     heads = [(qid, doc_id) for qid, docs in ranked.items() for doc_id in docs[:top_k]]
     pairs = [(queries[qid], corpus_texts[doc_id]) for qid, doc_id in heads]
     with tqdm(total=len(pairs), unit="pair", desc=f"reranking with {reranker.name}", disable=not show_progress) as bar:
@@ -34,8 +35,34 @@ def rerank_run(run: Run, queries: Mapping[str, str], corpus_texts: Mapping[str, 
     reranked: Run = {qid: {} for qid in ranked}
     for (qid, doc_id), score in zip(heads, scores):
         reranked[qid][doc_id] = float(score)
+    return _tail_below(reranked, ranked, top_k)
+
+
+def first_stage_order(run: Run) -> dict[str, list[str]]:
+    """Each query's documents best first (ties in the run's order), the order reranking takes its top k from."""
+    return {qid: sorted(docs, key=lambda d: -docs[d]) for qid, docs in run.items()}
+
+
+def _tail_below(head_scores: Run, ranked: Mapping[str, list[str]], top_k: int) -> Run:
+    """`head_scores` (each query's top_k) with the rest of `ranked` after them, in first-stage order."""
     for qid, docs in ranked.items():
-        floor = min(reranked[qid].values(), default=0.0)
+        floor = min(head_scores[qid].values(), default=0.0)
         for j, doc_id in enumerate(docs[top_k:]):
-            reranked[qid][doc_id] = floor - 1.0 - j
-    return reranked
+            head_scores[qid][doc_id] = floor - 1.0 - j
+    return head_scores
+
+
+def fuse_with_first_stage(first: Run, reranked: Run, top_k: int, method: str = "minmax",
+                          reranker_weight: float = 0.5, rrf_k: int = RRF_K) -> Run:
+    """The reranked top_k of each query ordered by a fusion of the first stage's and the reranker's scores over
+    those documents (rtune.eval.fusion.fuse_runs: minmax = each query's scores min-max normalised then
+    (1 - w) x first + w x reranker; rrf = weighted reciprocal ranks), the rest after them in first-stage order.
+    Score interpolation of a reranker with its first stage is the usual remedy for a reranker trained on little
+    in-domain data, whose errors differ from BM25's; `reranker_weight` 1.0 is the reranker alone (for minmax)."""
+    from rtune.eval.fusion import fuse_runs
+
+    ranked = first_stage_order(first)
+    heads_first = {qid: {d: float(first[qid][d]) for d in docs[:top_k]} for qid, docs in ranked.items()}
+    heads_reranker = {qid: {d: float(reranked[qid][d]) for d in docs[:top_k]} for qid, docs in ranked.items()}
+    fused = fuse_runs(heads_first, heads_reranker, method, reranker_weight, rrf_k)
+    return _tail_below({qid: dict(fused.get(qid, {})) for qid in ranked}, ranked, top_k)
