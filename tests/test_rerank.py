@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from conftest import TOY_DOCS, TOY_QUERIES
+from rtune.errors import InputError
 from rtune.eval.evaluate import EvalConfig, evaluate
 from rtune.eval.metrics import compute_metrics, metric_names
 from rtune.eval.run_file import read_run
@@ -120,3 +121,22 @@ def test_retriever_reranks_its_top_candidates(tiny_model, tiny_ce):
     assert sorted(h.text for h in hits) == sorted(top3)
     assert [h.score for h in hits] == pytest.approx([expected[h.text] for h in hits], abs=1e-4)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_retriever_fuses_the_reranker_with_its_first_stage_as_eval_does(tiny_model):
+    from rtune import Retriever
+
+    docs = list(TOY_DOCS.values())
+    query = "Where did the cat sit?"
+    reranker = TableReranker({t: float(i % 3) for i, t in enumerate(docs)})
+    first_stage = Retriever.from_pretrained(str(tiny_model), device="cpu").index_documents(docs)
+    first = {"q": {h.doc_id: h.score for h in first_stage.retrieve(query, top_k=4)}}
+    fused = Retriever.from_pretrained(str(tiny_model), device="cpu", reranker=reranker, rerank_top=4,
+                                      rerank_fusion="minmax", rerank_weight=0.7).index_documents(docs)
+    hits = fused.retrieve(query, top_k=4)
+    alone = {"q": {d: reranker.table.get(docs[int(d)], 0.0) for d in first["q"]}}
+    expected = fuse_with_first_stage(first, alone, 4, "minmax", 0.7)["q"]
+    assert {h.doc_id: h.score for h in hits} == pytest.approx(expected)
+    assert [h.score for h in hits] == sorted(expected.values(), reverse=True)
+    with pytest.raises(InputError, match="rerank fusion"):
+        Retriever.from_pretrained(str(tiny_model), device="cpu", reranker=reranker, rerank_fusion="sum")

@@ -74,11 +74,20 @@ class Retriever:
     """
 
     def __init__(self, encoder: Encoder, batch_size: int = 64, reranker=None, rerank_top: int = 50,
-                 index_type: str = "exact", seed: int = 0, hybrid: HybridSettings | None = None) -> None:
+                 index_type: str = "exact", seed: int = 0, hybrid: HybridSettings | None = None,
+                 rerank_fusion: str | None = None, rerank_weight: float = 0.5) -> None:
         """`reranker`: a Reranker (rtune.score.reranker) or a cross-encoder / LLM reranker folder or hub id that
-        re-scores each query's top `rerank_top` hits. `index_type`: exact, ivf or hnsw (`seed`: IVF training sample).
+        re-scores each query's top `rerank_top` hits; with `rerank_fusion` (minmax or rrf) their order is the
+        reranker's scores fused with the first stage's, the reranker weighing `rerank_weight` (as
+        `rtune eval --rerank-fusion`). `index_type`: exact, ivf or hnsw (`seed`: IVF training sample).
         `hybrid`: fuse BM25 with the dense search (see HybridSettings); the reranker then reranks the fused hits."""
         check_choice("index type", index_type, INDEX_TYPES)
+        if rerank_fusion is not None:
+            from rtune.eval.fusion import FUSION_METHODS, _check_weight
+
+            check_choice("rerank fusion", rerank_fusion, FUSION_METHODS)
+            _check_weight(rerank_weight)
+        self.rerank_fusion, self.rerank_weight = rerank_fusion, rerank_weight
         if hybrid is not None and not isinstance(hybrid, HybridSettings):
             raise TypeError(f"hybrid must be a HybridSettings or None, not {type(hybrid).__name__}")
         self.hybrid = hybrid
@@ -108,7 +117,8 @@ class Retriever:
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path | None = None, device: str | None = None,
                         batch_size: int = 64, reranker=None, rerank_top: int = 50, index_type: str = "exact",
-                        hybrid: HybridSettings | None = None, **settings) -> Retriever:
+                        hybrid: HybridSettings | None = None, rerank_fusion: str | None = None, rerank_weight: float = 0.5,
+                        **settings) -> Retriever:
         """Load a sentence-transformers model (folder, hub id, or None for the default MiniLM) with the
         encoder settings saved beside it; `settings` (query_prompt, query_instruction, query_format,
         document_prompt, max_query_length, max_passage_length, use_title) override them."""
@@ -116,7 +126,7 @@ class Retriever:
 
         encoder = EncoderOptions(device=device, **settings).build_encoder(str(name_or_path) if name_or_path else None)
         return cls(encoder, batch_size=batch_size, reranker=reranker, rerank_top=rerank_top, index_type=index_type,
-                   hybrid=hybrid)
+                   hybrid=hybrid, rerank_fusion=rerank_fusion, rerank_weight=rerank_weight)
 
     def index_documents(self, corpus, show_progress: bool = False) -> Retriever:
         """Encode and index documents (see `as_documents` for what `corpus` may be); replaces any earlier index.
@@ -221,14 +231,15 @@ class Retriever:
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None, batch_size: int = 64, reranker=None,
-             rerank_top: int = 50, hybrid: HybridSettings | bool | None = None) -> Retriever:
+             rerank_top: int = 50, hybrid: HybridSettings | bool | None = None, rerank_fusion: str | None = None,
+             rerank_weight: float = 0.5) -> Retriever:
         """A retriever saved by `save`: the same model and encoder settings, documents and index, nothing re-encoded.
         `hybrid`: None keeps the saved hybrid settings (or none), False turns hybrid off, a HybridSettings replaces
         them (e.g. `HybridSettings.from_record(...)`: the fusion chosen on dev)."""
         from rtune.index.saved import load_retriever
 
         return load_retriever(cls, Path(path), device, batch_size=batch_size, reranker=reranker, rerank_top=rerank_top,
-                              hybrid=hybrid)
+                              hybrid=hybrid, rerank_fusion=rerank_fusion, rerank_weight=rerank_weight)
 
     def _rerank(self, queries: list[str], hits: list[list[Hit]], top_k: int, show_progress: bool) -> list[list[Hit]]:
         """Each query's top `rerank_top` hits re-scored by the reranker, the rest after them; top_k kept."""
@@ -239,6 +250,10 @@ class Retriever:
         run = {str(i): {h.doc_id: h.score for h in row} for i, row in enumerate(hits)}
         reranked = rerank_run(run, {str(i): q for i, q in enumerate(queries)}, texts, self.reranker, self.rerank_top,
                               batch_size=self.batch_size, show_progress=show_progress)
+        if self.rerank_fusion is not None:
+            from rtune.score.rerank import fuse_with_first_stage
+
+            reranked = fuse_with_first_stage(run, reranked, self.rerank_top, self.rerank_fusion, self.rerank_weight)
         out = []
         for i, row in enumerate(hits):
             by_id, scores = {h.doc_id: h for h in row}, reranked[str(i)]
