@@ -61,6 +61,7 @@ class Budget:
     reranker_max_length: int
     reranker_dev: bool            # dev evaluation (reranking the dev queries) each epoch, best epoch kept
     rerank_top: int               # first-stage candidates reranked per test query
+    rerank_weight: float          # the cross-encoder's weight in its min-max fusion with the first stage (fixed, not tuned)
     rerank_queries: int | None    # test queries reranked (a seeded sample; None = all)
     distil_queries: int | None    # queries whose groups the cross-encoder scores and the student trains on
     distil_negatives: int         # negatives per query kept (and scored) in those groups
@@ -74,17 +75,17 @@ class Budget:
 
 
 BUDGETS = {
-    "cpu": Budget(stage1_queries=700, reranker_queries=600, reranker_loss="mnrl", reranker_group_size=4, reranker_epochs=1,
-                  reranker_batch_size=4, reranker_learning_rate=5e-5, reranker_max_length=192, reranker_dev=False,
-                  rerank_top=50, rerank_queries=100, distil_queries=800, distil_negatives=7, distil_group_size=4,
+    "cpu": Budget(stage1_queries=700, reranker_queries=1200, reranker_loss="mnrl", reranker_group_size=4, reranker_epochs=1,
+                  reranker_batch_size=4, reranker_learning_rate=2e-4, reranker_max_length=192, reranker_dev=False,
+                  rerank_top=50, rerank_weight=0.5, rerank_queries=100, distil_queries=800, distil_negatives=7, distil_group_size=4,
                   distil_epochs=1, distil_batch_size=32, distil_learning_rate=2e-5, eval_queries=None, llm_pairs=64),
     "smoke": Budget(stage1_queries=64, reranker_queries=32, reranker_loss="mnrl", reranker_group_size=4, reranker_epochs=1,
                     reranker_batch_size=16, reranker_learning_rate=5e-5, reranker_max_length=128, reranker_dev=False,
-                    rerank_top=10, rerank_queries=10, distil_queries=32, distil_negatives=3, distil_group_size=4,
+                    rerank_top=10, rerank_weight=0.5, rerank_queries=10, distil_queries=32, distil_negatives=3, distil_group_size=4,
                     distil_epochs=1, distil_batch_size=16, distil_learning_rate=2e-5, eval_queries=50, llm_pairs=8),
     "full": Budget(stage1_queries=None, reranker_queries=None, reranker_loss="mnrl", reranker_group_size=8, reranker_epochs=2,
                    reranker_batch_size=16, reranker_learning_rate=2e-5, reranker_max_length=384, reranker_dev=True,
-                   rerank_top=50, rerank_queries=None, distil_queries=None, distil_negatives=15, distil_group_size=8,
+                   rerank_top=50, rerank_weight=0.5, rerank_queries=None, distil_queries=None, distil_negatives=15, distil_group_size=8,
                    distil_epochs=2, distil_batch_size=64, distil_learning_rate=2e-5, eval_queries=None, llm_pairs=512),
 }
 
@@ -98,13 +99,15 @@ def step_prepare(raw: str, out: str, options: dict) -> dict:
 
 
 def step_eval(dataset: str, model: str, language: str, out: str, rerank: str | None = None, rerank_top: int = 50,
-              batch_size: int = 64) -> dict:
-    """Test metrics and per-query values of `model` (bm25 or a bi-encoder), optionally reranked."""
+              batch_size: int = 64, rerank_weight: float | None = None) -> dict:
+    """Test metrics and per-query values of `model` (bm25 or a bi-encoder), optionally reranked (and, with
+    `rerank_weight`, the reranked scores min-max fused with the first stage's)."""
     from rtune.eval.evaluate import EvalConfig, evaluate
 
+    fusion = {} if rerank_weight is None else {"rerank_fusion": "minmax", "rerank_weight": rerank_weight}
     means = evaluate(EvalConfig(dataset=dataset, model=model, split="test", language=language, ks=[1, 5, 10, 25, 100],
                                 max_passage_length=EVAL_PASSAGE_LENGTH, output=out, overwrite=True, rerank=rerank,
-                                rerank_top=rerank_top, encode_batch_size=batch_size))
+                                rerank_top=rerank_top, encode_batch_size=batch_size, **fusion))
     return {"means": means, "per_query": json.loads((Path(out) / "per_query.json").read_text(encoding="utf-8"))}
 
 
@@ -222,9 +225,9 @@ def compare(a: dict, b: dict, metric: str = "ndcg@10") -> dict:
     return {**paired(a, b, metric), "p_randomisation": randomisation_p(a, b, metric)}
 
 
-def reranked_view(per_query: dict) -> dict:
-    prefix = "reranked."
-    return {qid: {k.removeprefix(prefix): v for k, v in values.items() if k.startswith(prefix)} for qid, values in per_query.items()}
+def prefixed_view(values: dict, prefix: str) -> dict:
+    """The `<prefix>.<metric>` values of an eval's means (or of one query's values) under their metric names."""
+    return {k.removeprefix(prefix + "."): v for k, v in values.items() if k.startswith(prefix + ".")}
 
 
 def smollm2() -> str | None:
@@ -270,13 +273,14 @@ def run_dataset(name: str, budget: Budget, work: Path, stage1: str | None, stage
     for label, first in (("BM25", "bm25"), *((("stage 2", stage2),) if stage2 else ())):
         tag = f"rerank_{first if first == 'bm25' else 'stage2'}"
         steps[tag] = run_step(tag, step_eval, str(rerank_data), first, language, str(folder / "eval" / tag), reranker,
-                              budget.rerank_top)
+                              budget.rerank_top, 64, budget.rerank_weight)
         value = steps[tag]["value"]
-        reranked = reranked_view(value["per_query"])
-        reranking[label] = {k: v for k, v in value["means"].items() if not k.startswith("reranked.")}
-        reranking[f"{label} + cross-encoder (top {budget.rerank_top})"] = {k.removeprefix("reranked."): v for k, v in value["means"].items()
-                                                                          if k.startswith("reranked.")}
-        rerank_tests[f"{label} + cross-encoder vs {label}"] = compare(reranked, value["per_query"])
+        reranking[label] = {k: v for k, v in value["means"].items() if "." not in k}
+        for prefix, name in (("reranked", f"{label} + cross-encoder (top {budget.rerank_top})"),
+                             ("reranked_fused", f"{label} + cross-encoder fused with {label} (min-max, weight {budget.rerank_weight})")):
+            reranking[name] = prefixed_view(value["means"], prefix)
+            rerank_tests[f"{name} vs {label}"] = compare(
+                {qid: prefixed_view(values, prefix) for qid, values in value["per_query"].items()}, value["per_query"])
 
     # stage 4: teacher scores and distillation
     groups = distil_groups(mined, folder / "distil_groups", budget)
@@ -334,7 +338,9 @@ def render(results: dict, budget_name: str, budget: Budget, command: str, starte
              f"- command: `{command}`", f"- total wall time: {total_s / 60:.1f} min",
              f"- budget: {json.dumps(asdict(budget))}",
              f"- cross-encoder = all-MiniLM-L6-v2 with a new one-logit head, `rtune train-reranker --loss {budget.reranker_loss}` on the "
-             f"BM25 groups ({budget.reranker_group_size - 1} fresh negatives per positive per epoch); it reranks the top {budget.rerank_top} of the first stage",
+             f"BM25 groups ({budget.reranker_group_size - 1} fresh negatives per positive per epoch); it reranks the top {budget.rerank_top} of the first stage, "
+             f"alone and with its scores min-max fused with the first stage's (`rtune eval --rerank-fusion minmax --rerank-weight {budget.rerank_weight}`; "
+             "the weight is fixed beforehand, not tuned on these queries)",
              f"- stage 4 = the start model trained on {budget.distil_queries or 'all'} training queries' groups "
              f"({budget.distil_negatives} BM25 negatives each, scored by that cross-encoder with `rtune score`; queries it did not "
              "train on where the split has enough), group size "
@@ -386,7 +392,9 @@ def main() -> None:
     text = render(results, budget_name, budget, command.strip(), started, time.time() - t0)
     print("\n" + text)
     if not args.no_write and budget_name != "smoke":
-        update_results(f"stage3_4:{budget_name}", text)
+        # one RESULTS.md section per dataset list, so that runs of other datasets do not replace SQuAD's
+        suffix = "" if names == ["squad-dev"] else ":" + ",".join(names)
+        update_results(f"stage3_4:{budget_name}{suffix}", text)
 
 
 if __name__ == "__main__":
