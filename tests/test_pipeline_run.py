@@ -265,6 +265,7 @@ def test_reranker_stage_adds_the_final_model_with_its_reranker(toy, tiny_model, 
     data["stages"] = [data["stages"][0], data["stages"][1],
                       {"name": "reranker", "stage": "train-reranker", "model": str(tiny_model), "group_size": 2,
                        "batch_size": 2, "epochs": 1, "dataset": None, "allow_collapsed": True}]
+    data["eval"]["rerank_top"] = 3  # fewer than the run's documents: the fusion must keep the tail below
     path = write_pipeline(tmp_path, data)
     run_pipeline(path, echo=lambda line: None)
     rows = {r["label"]: r for r in json.loads((tmp_path / "run" / "systems.json").read_text())["systems"]}
@@ -273,6 +274,31 @@ def test_reranker_stage_adds_the_final_model_with_its_reranker(toy, tiny_model, 
     assert "reranked.ndcg@5" in metrics and "ndcg@5" in metrics
     assert "train_1+reranker" in (tmp_path / "run" / "results.csv").read_text()
     assert "| reranker | train-reranker | " in (tmp_path / "run" / "report.md").read_text()  # its loss history too
+    # the reranked top fused with the first stage: method and weight chosen on dev, test recomputed here
+    assert rows["train_1+reranker fused"]["kind"] == "reranked_fused"
+    from rtune.data.beir import read_beir
+    from rtune.eval.metrics import compute_metrics
+    from rtune.eval.run_file import read_run
+    from rtune.score.rerank import fuse_with_first_stage
+
+    stage = tmp_path / "run" / "reranker"
+    dataset = read_beir(toy)
+    for tag in ("dev", "test"):
+        source = stage / f"eval-final-{tag}" / "output"
+        choice = json.loads((stage / "fused-dev" / "output" / "fusion.json").read_text())
+        fused = fuse_with_first_stage(read_run(source / "run.trec"), read_run(source / "run.reranked.trec"), 3,
+                                      choice["method"], choice["dense_weight"])
+        means, _ = compute_metrics(dataset.require_split(tag), fused, ["ndcg@5"])
+        written = json.loads((stage / f"fused-{tag}" / "output" / "metrics.json").read_text())
+        assert written["ndcg@5"] == pytest.approx(means["ndcg@5"], abs=1e-6)
+        run = read_run(stage / f"fused-{tag}" / "output" / "run.trec")
+        for qid, docs in fused.items():
+            assert sorted(run[qid], key=lambda d: (-run[qid][d], d)) == sorted(docs, key=lambda d: (-docs[d], d))[:5]
+            assert run[qid] == pytest.approx({d: docs[d] for d in run[qid]}, abs=1e-5)
+    assert {(g["method"], g["dense_weight"]) for g in choice["grid"]} == {(m, w) for m in ("rrf", "minmax") for w in (0.3, 0.7)}
+    assert max(g["ndcg@5"] for g in choice["grid"]) == pytest.approx(
+        next(g["ndcg@5"] for g in choice["grid"] if (g["method"], g["dense_weight"]) == (choice["method"], choice["dense_weight"])))
+    assert "train_1+reranker fused" in (tmp_path / "run" / "report.md").read_text()
 
 
 def test_checkpoints_of_another_training_are_not_resumed(toy, tiny_model, tmp_path, caplog):

@@ -60,8 +60,8 @@ def _sections(run_dir: Path) -> tuple[list[tuple[str, list[list[str]] | str]], l
     fusion = [[r["label"], r["fusion"]["method"], r["fusion"]["dense_weight"], max(g[r["fusion"]["metric"]] for g in r["fusion"]["grid"])]
               for r in rows if r.get("fusion")]
     if fusion:
-        sections.append((f"Hybrid fusion chosen on dev (by {metric}; test never used)",
-                         _table(["system", "method", "dense weight", f"dev {metric}"], fusion)))
+        sections.append((f"Fusion chosen on dev (by {metric}; test never used): BM25 + dense (hybrid), first stage + reranker (fused)",
+                         _table(["system", "method", "weight of the dense run / reranker", f"dev {metric}"], fusion)))
     chain = [s for s in systems if s.label == "base" or s.kind == "stage"]
     wins = []
     for before, after in zip(chain, chain[1:]):

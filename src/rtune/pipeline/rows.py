@@ -43,7 +43,7 @@ def run_rows(run_dir: str | Path) -> list[dict[str, Any]]:
     for system in systems:
         record = stage_record(run_dir, system.stage if system.kind in ("stage", "reranked") else None)
         stats = record.get("stats") or {}
-        fusion = _json(system.eval_dir(run_dir, "dev") / "fusion.json") if system.kind == "hybrid" else None
+        fusion = _json(system.eval_dir(run_dir, "dev") / "fusion.json") if system.kind in ("hybrid", "reranked_fused") else None
         rows.append({
             "label": system.label, "kind": system.kind, "stage": (plan.get(system.stage) or {}).get("stage", ""),
             "kept": system.kept, "gate": system.gate, "fusion": fusion,

@@ -220,16 +220,37 @@ class Runner:
 
     def hybrid(self, label: str, dense_ref: str, dense_folder: Path) -> None:
         """Fusion of BM25 with a dense model: chosen on dev, then applied unchanged to test."""
-        from rtune.pipeline.hybrid import fused_eval
+        bm25 = self.run_dir / "baselines" / "bm25"
+        self._fused(label, lambda tag: self.run_dir / "baselines" / label / f"eval-{tag}",
+                    lambda tag: {"bm25": bm25 / f"eval-{tag}" / "output", "dense": dense_folder / f"eval-{tag}" / "output"})
+        self.systems.append(System(label, "hybrid", dense_ref))
+        self.write_report()
+
+    def rerank_fusion(self, system: System) -> None:
+        """The final model + reranker with the reranked top fused with the first stage's scores: method and
+        reranker weight chosen on dev (from the reranked dev evaluation's two runs), then applied to test."""
+        from rtune.pipeline.hybrid import reranker_fusion
+
+        stage_dir = self.run_dir / str(system.stage)
+        self._fused(f"{system.label} fused", lambda tag: stage_dir / f"fused-{tag}",
+                    lambda tag: {"reranked": stage_dir / f"eval-final-{tag}" / "output"},
+                    dense_file="run.reranked.trec", fuse=reranker_fusion(self.pipeline.eval.rerank_top))
+        self.systems.append(System(f"{system.label} fused", "reranked_fused", system.stage))
+        self.write_report()
+
+    def _fused(self, label: str, folder_of, sources_of, dense_file: str = "run.trec", fuse=None) -> None:
+        """Two steps (dev, then test) that fuse two eval outputs' runs: `sources_of(tag)` names the eval output
+        folders (the first holds the lexical / first-stage run.trec, the last the other run as `dense_file`);
+        the dev step chooses the method and weight, the test step applies that choice."""
+        from rtune.pipeline.hybrid import fuse_runs, fused_eval
 
         settings = self.pipeline.eval
         names = settings.names()
-        folder = self.run_dir / "baselines" / label
-        bm25 = self.run_dir / "baselines" / "bm25"
         dataset = None
-        for split, choice_from in ((settings.dev_split, None), (settings.test_split, folder / "eval-dev")):
-            step_folder = folder / f"eval-{'dev' if choice_from is None else 'test'}"
-            sources = {"bm25": bm25 / step_folder.name / "output", "dense": dense_folder / step_folder.name / "output"}
+        for split, tag in ((settings.dev_split, "dev"), (settings.test_split, "test")):
+            step_folder, sources = folder_of(tag), dict(sources_of(tag))
+            lexical_dir, dense_dir = next(iter(sources.values())), list(sources.values())[-1]
+            choice_from = folder_of("dev") if tag == "test" else None
             if choice_from is not None:
                 sources["choice"] = choice_from / "output"
             inputs = {k: {"ref": None, "value": str(p), "sha": content_hash(p, identity=True) if p.exists() else None}
@@ -237,7 +258,8 @@ class Runner:
             config = _HybridKey(split=split, metric=settings.metric, weights=settings.fusion_weights, names=names,
                                 depth=max(settings.ks))
 
-            def work(split=split, step_folder=step_folder, choice_from=choice_from) -> dict:
+            def work(split=split, step_folder=step_folder, choice_from=choice_from, lexical_dir=lexical_dir,
+                     dense_dir=dense_dir) -> dict:
                 nonlocal dataset
                 from rtune.data.beir import read_beir
                 from rtune.pipeline.hybrid import FUSION_FILE
@@ -245,14 +267,11 @@ class Runner:
 
                 dataset = dataset or read_beir(self.resolve(self.dataset_ref))
                 choice = json.loads((choice_from / "output" / FUSION_FILE).read_text()) if choice_from else None
-                return fused_eval(step_folder / "output", bm25 / step_folder.name / "output",
-                                  dense_folder / step_folder.name / "output", dataset.require_split(split), names,
-                                  max(settings.ks), choice, settings.metric, settings.fusion_weights)
+                return fused_eval(step_folder / "output", lexical_dir, dense_dir, dataset.require_split(split), names,
+                                  max(settings.ks), choice, settings.metric, settings.fusion_weights, dense_file,
+                                  fuse or fuse_runs)
 
-            self.step(f"{label}: {'dev' if choice_from is None else 'test'}", step_folder, "hybrid", config, set(), inputs,
-                      {"output": step_folder / "output"}, work)
-        self.systems.append(System(label, "hybrid", dense_ref))
-        self.write_report()
+            self.step(f"{label}: {tag}", step_folder, "hybrid", config, set(), inputs, {"output": step_folder / "output"}, work)
 
     def finish(self) -> None:
         """Test evaluations of everything, the hybrids, the final model with its reranker."""
@@ -279,6 +298,8 @@ class Runner:
             for split, tag in ((settings.dev_split, "dev"), (settings.test_split, "test")):
                 self.eval_step(f"{system.label}: {tag}", self.run_dir / system.stage / f"eval-final-{tag}", final, split,
                                rerank_ref=system.stage)
+            if settings.rerank_fusion:
+                self.rerank_fusion(system)
         self.write_report()
 
     def write_report(self) -> None:

@@ -34,6 +34,8 @@ class EvalSettings(BaseModel):
     language: str = Field("en", description="BM25 language (stemmer, stopwords)")
     encode_batch_size: int = Field(64, ge=1)
     rerank_top: int = Field(50, ge=1, description="candidates reranked per query when a reranker stage exists")
+    rerank_fusion: bool = Field(True, description="also report the final model + reranker with the reranked scores fused with "
+                                "the first stage's (method and reranker weight from fusion_weights, chosen on dev)")
 
     @field_validator("metric")
     @classmethod

@@ -16,7 +16,7 @@ RERANKED_PREFIX = "reranked."
 
 @dataclass
 class System:
-    """One row of the report. `kind`: baseline, stage, hybrid or reranked."""
+    """One row of the report. `kind`: baseline, stage, hybrid, reranked or reranked_fused."""
 
     label: str
     kind: str
@@ -30,6 +30,8 @@ class System:
             return run_dir / self.label / f"eval-{split_tag}" / "output"
         if self.kind == "reranked":
             return run_dir / str(self.stage) / f"eval-final-{split_tag}" / "output"
+        if self.kind == "reranked_fused":
+            return run_dir / str(self.stage) / f"fused-{split_tag}" / "output"
         return run_dir / "baselines" / self.label / f"eval-{split_tag}" / "output"
 
     def metric_prefix(self) -> str:
