@@ -331,10 +331,10 @@ def run_dataset(name: str, budget: Budget, work: Path, stage1: str | None, stage
     }
 
 
-def render(results: dict, budget_name: str, budget: Budget, command: str, started: str, total_s: float) -> str:
+def render(results: dict, budget_name: str, budget: Budget, command: str, started: str, total_s: float, note: str = "") -> str:
     from rtune.eval.report import markdown_table
 
-    lines = [f"## Stages 3 and 4 (`--budget {budget_name}`)", "", f"- date: {started}", f"- machine: {machine()}",
+    lines = [f"## Stages 3 and 4 (`--budget {budget_name}`)", "", f"- date: {started}", f"- machine: {machine()}{'; ' + note if note else ''}",
              f"- command: `{command}`", f"- total wall time: {total_s / 60:.1f} min",
              f"- budget: {json.dumps(asdict(budget))}",
              f"- cross-encoder = all-MiniLM-L6-v2 with a new one-logit head, `rtune train-reranker --loss {budget.reranker_loss}` on the "
@@ -374,6 +374,7 @@ def main() -> None:
                         "reranking is joined by stage 2's")
     parser.add_argument("--work", default=str(REPO / "benchmarks" / "out"), help="scratch folder for data and models")
     parser.add_argument("--no-write", action="store_true", help="print, do not update RESULTS.md")
+    parser.add_argument("--note", default="", help="a remark on the machine for RESULTS.md, e.g. that it was shared")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     budget_name = "smoke" if args.smoke else args.budget
@@ -389,7 +390,7 @@ def main() -> None:
     results = {name: run_dataset(name, budget, work, args.stage1, args.stage2) for name in names}
     command = "python benchmarks/stage3_4.py " + " ".join(sys.argv[1:])
     (work / "results.json").write_text(json.dumps({"budget": asdict(budget), "results": results}, indent=2, default=str))
-    text = render(results, budget_name, budget, command.strip(), started, time.time() - t0)
+    text = render(results, budget_name, budget, command.strip(), started, time.time() - t0, args.note)
     print("\n" + text)
     if not args.no_write and budget_name != "smoke":
         # one RESULTS.md section per dataset list, so that runs of other datasets do not replace SQuAD's
