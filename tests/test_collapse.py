@@ -97,4 +97,5 @@ def test_mining_reports_and_warns_when_one_document_comes_first_for_most_queries
     assert first["top1_share"] == pytest.approx(hub_for / 30, abs=1e-4)
     assert first["looks_collapsed"] is warned
     assert first["most_common"][0] == ["d0", hub_for]
+    assert ("ranks one document first" in caplog.text) is warned
     assert ("the miner (hub-source) ranks one document first for 80% of the 30 queries" in caplog.text) is warned

@@ -49,6 +49,8 @@ def test_fusion_with_the_first_stage_interpolates_min_max_normalised_scores_over
     assert {d: fused["q"][d] for d in "abc"} == pytest.approx(expected)
     assert sorted(fused["q"], key=lambda d: -fused["q"][d]) == ["c", "b", "a", "d"]
     assert fused["q"]["d"] < 0.4
+    with pytest.raises(ValueError, match="no score for query 'q', document 'b'"):
+        fuse_with_first_stage(first, {"q": {"a": 1.0}}, top_k=2)
     alone = fuse_with_first_stage(first, reranked, 3, "minmax", 1.0)  # weight 1: the reranker's order
     assert sorted(alone["q"], key=lambda d: -alone["q"][d])[:3] == ["c", "b", "a"]
     rrf = fuse_with_first_stage(first, reranked, 3, "rrf", 0.5, rrf_k=1)  # ranks a1 b2 c3 / c1 b2 a3: a = c = 1/2+1/4
@@ -75,6 +77,8 @@ def test_eval_adds_the_fused_rerank_beside_first_stage_and_reranker(toy_beir, ti
         EvalConfig(dataset=toy_beir, rerank_fusion="minmax")
     with pytest.raises(ValidationError, match="rerank_fusion"):
         EvalConfig(dataset=toy_beir, rerank=str(tiny_ce), rerank_fusion="mean")
+    with pytest.raises(ValidationError, match="--rerank-weight is read only with --rerank-fusion"):
+        EvalConfig(dataset=toy_beir, rerank=str(tiny_ce), rerank_weight=0.2)
 
 
 def test_eval_reports_first_stage_and_reranked_side_by_side(toy_beir, tiny_ce, tmp_path):
@@ -140,3 +144,7 @@ def test_retriever_fuses_the_reranker_with_its_first_stage_as_eval_does(tiny_mod
     assert [h.score for h in hits] == sorted(expected.values(), reverse=True)
     with pytest.raises(InputError, match="rerank fusion"):
         Retriever.from_pretrained(str(tiny_model), device="cpu", reranker=reranker, rerank_fusion="sum")
+    with pytest.raises(InputError, match="give a reranker too"):
+        Retriever.from_pretrained(str(tiny_model), device="cpu", rerank_fusion="minmax")
+    with pytest.raises(InputError, match="rerank_weight must be a number within 0..1, got 1.5"):
+        Retriever.from_pretrained(str(tiny_model), device="cpu", reranker=reranker, rerank_fusion="minmax", rerank_weight=1.5)

@@ -62,6 +62,8 @@ class EvalConfig(EncoderOptions):
         given = [n for n in ("rerank_fusion", "rerank_weight") if n in self.model_fields_set]
         if given and not self.rerank:
             raise InputError(f"--{given[0].replace('_', '-')} is read only with --rerank")
+        if "rerank_weight" in given and not self.rerank_fusion:
+            raise InputError("--rerank-weight is read only with --rerank-fusion")
         return self
 
     @field_validator("hybrid", "fusion", "rerank_fusion")

@@ -62,6 +62,10 @@ def fuse_with_first_stage(first: Run, reranked: Run, top_k: int, method: str = "
     from rtune.eval.fusion import fuse_runs
 
     ranked = first_stage_order(first)
+    missing = next(((qid, d) for qid, docs in ranked.items() for d in docs[:top_k] if d not in reranked.get(qid, {})), None)
+    if missing is not None:
+        raise ValueError(f"the reranked run has no score for query '{missing[0]}', document '{missing[1]}' of the first "
+                         f"stage's top {top_k}: fuse a run with the reranking of that same run and top_k")
     heads_first = {qid: {d: float(first[qid][d]) for d in docs[:top_k]} for qid, docs in ranked.items()}
     heads_reranker = {qid: {d: float(reranked[qid][d]) for d in docs[:top_k]} for qid, docs in ranked.items()}
     fused = fuse_runs(heads_first, heads_reranker, method, reranker_weight, rrf_k)
