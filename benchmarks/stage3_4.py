@@ -120,7 +120,7 @@ def step_train_reranker(groups: str, dataset: str | None, out: str, language: st
         epochs=budget.reranker_epochs, batch_size=budget.reranker_batch_size, learning_rate=budget.reranker_learning_rate,
         max_length=budget.reranker_max_length, max_queries=budget.reranker_queries, dataset=dataset, language=language,
         rerank_top=min(budget.rerank_top, 20), seed=budget.seed, overwrite=True))
-    return {k: summary[k] for k in ("rows", "examples_per_epoch", "train_seconds", "examples_per_second", "best")}
+    return {k: summary.get(k) for k in ("rows", "examples_per_epoch", "train_seconds", "examples_per_second", "best", "loss_trend")}
 
 
 def step_score(groups: str, out: str, model: str, **options) -> dict:
@@ -349,7 +349,11 @@ def render(results: dict, budget_name: str, budget: Budget, command: str, starte
     for name, result in results.items():
         sizes = result["split_sizes"]
         split = " / ".join(f"{s} {v['queries']}" for s, v in sizes.items()) if sizes else ""
+        trend = (result["training"].get("reranker") or {}).get("loss_trend")
+        learned = "" if not trend else (f"Cross-encoder training loss: {trend['first']:.3f} over the first logged steps, "
+                                        f"{trend['last']:.3f} over the last" + ("." if trend["fell"] else ": it did NOT fall, the cross-encoder learned little."))
         lines += [f"### {name} ({split} queries; start model: `{result['start_model']}`)", "",
+                  *([learned, ""] if learned else []),
                   f"Reranking, {result['rerank_queries'] or 'all'} sampled test queries:", "",
                   markdown_table(result["reranking"], COLUMNS), "",
                   f"Bi-encoders, {result['eval_queries']} test queries (whole corpus searched):", "",

@@ -504,3 +504,16 @@ def test_resume_lands_on_the_right_batch_when_epochs_plan_unevenly(tiny_model, t
         assert after == expected[step:], step
         state = resumed.model.state_dict()
         assert max(float((state[k] - weights[k]).abs().max()) for k in weights) < 1e-5, step
+
+
+def test_loss_trend_says_whether_the_training_loss_fell():
+    from rtune.train.checkpointing import loss_trend
+
+    def history(losses):
+        return [{"step": i + 1, "epoch": 0.0, "loss": v} for i, v in enumerate(losses)]
+
+    flat = loss_trend(history([1.61, 1.60, 1.62, 1.61, 1.60, 1.61, 1.62, 1.60, 1.61, 1.60]))  # a reranker stuck at ln 5
+    assert flat == {"first": pytest.approx(1.605), "last": pytest.approx(1.605), "fell": False}
+    fell = loss_trend(history([1.6, 1.5, 1.2, 0.9, 0.7, 0.5, 0.4, 0.3, 0.3, 0.2]))
+    assert fell == {"first": pytest.approx(1.55), "last": pytest.approx(0.25), "fell": True}
+    assert loss_trend(history([1.0, 0.5, 0.2])) is None  # too few points to tell

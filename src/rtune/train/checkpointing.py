@@ -254,9 +254,26 @@ def run(trainer, resume: Resume | None) -> tuple[object, Resume | None, int]:
 
 def training_record(trainer, resume: Resume | None, steps_run: int) -> dict:
     """The summary fields of a training: optimiser steps in all, this run's, the checkpoint it resumed from
-    (None for a run from the start) and the loss history."""
+    (None for a run from the start), the loss history and whether the loss fell (a warning when it did not)."""
+    history = loss_history(trainer.state.log_history)
+    trend = loss_trend(history)
+    if trend is not None and not trend["fell"]:
+        log.warning("the training loss did not fall (%.4f over the first logged steps, %.4f over the last): the model "
+                    "probably learned little; a new head or a language the base does not know may need a higher learning "
+                    "rate, more steps or another base", trend["first"], trend["last"])
     return {"optimizer_steps": trainer.state.global_step, "steps_run": steps_run,
-            "resumed_from": resume.record() if resume else None, "loss_history": loss_history(trainer.state.log_history)}
+            "resumed_from": resume.record() if resume else None, "loss_history": history, "loss_trend": trend}
+
+
+def loss_trend(history: list[dict], share: float = 0.2, min_points: int = 5, tolerance: float = 0.03) -> dict | None:
+    """Mean loss over the first and the last `share` of the logged points, and whether it fell by more than
+    `tolerance` (relative); None with fewer than `min_points` points."""
+    if len(history) < min_points:
+        return None
+    n = max(1, int(len(history) * share))
+    first = sum(h["loss"] for h in history[:n]) / n
+    last = sum(h["loss"] for h in history[-n:]) / n
+    return {"first": round(first, 4), "last": round(last, 4), "fell": last < first * (1 - tolerance)}
 
 
 # after training ----------------------------------------------------------------------------------------------------------
