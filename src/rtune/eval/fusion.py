@@ -25,10 +25,11 @@ DEFAULT_WEIGHTS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.
 DEFAULT_CANDIDATES = 100
 
 
-def _check_weight(dense_weight) -> float:
-    if isinstance(dense_weight, bool) or not isinstance(dense_weight, (int, float)) or not 0.0 <= dense_weight <= 1.0:
-        raise InputError(f"dense_weight must be a number within 0..1, got {dense_weight!r}")
-    return float(dense_weight)
+def check_weight(weight, name: str = "dense_weight") -> float:
+    """`weight` as a float, or an InputError naming `name` when it is not a number within 0..1."""
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
+        raise InputError(f"{name} must be a number within 0..1, got {weight!r}")
+    return float(weight)
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class HybridSettings:
 
     def __post_init__(self) -> None:
         check_choice("hybrid method", self.method, FUSION_METHODS)
-        object.__setattr__(self, "dense_weight", _check_weight(self.dense_weight))
+        object.__setattr__(self, "dense_weight", check_weight(self.dense_weight))
         for name, low in (("rrf_k", 0), ("candidates", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -127,7 +128,7 @@ def fuse_runs(lexical: Run, dense: Run, method: str = "minmax", dense_weight: fl
     """The fused run, each query's documents from either run (a document missing from one run gets 0 there).
     A query present in only one run (or empty in one) keeps that run's documents, scaled by its weight."""
     check_choice("fusion method", method, FUSION_METHODS)
-    _check_weight(dense_weight)
+    check_weight(dense_weight)
     from ranx import fuse
 
     if method == "rrf":

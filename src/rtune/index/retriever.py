@@ -83,13 +83,12 @@ class Retriever:
         `hybrid`: fuse BM25 with the dense search (see HybridSettings); the reranker then reranks the fused hits."""
         check_choice("index type", index_type, INDEX_TYPES)
         if rerank_fusion is not None:
-            from rtune.eval.fusion import FUSION_METHODS
+            from rtune.eval.fusion import FUSION_METHODS, check_weight
 
             check_choice("rerank fusion", rerank_fusion, FUSION_METHODS)
             if reranker is None:
                 raise InputError("rerank_fusion fuses a reranker's scores with the first stage's: give a reranker too")
-            if isinstance(rerank_weight, bool) or not isinstance(rerank_weight, (int, float)) or not 0 <= rerank_weight <= 1:
-                raise InputError(f"rerank_weight must be a number within 0..1, got {rerank_weight!r}")
+            check_weight(rerank_weight, "rerank_weight")
         self.rerank_fusion, self.rerank_weight = rerank_fusion, rerank_weight
         if hybrid is not None and not isinstance(hybrid, HybridSettings):
             raise TypeError(f"hybrid must be a HybridSettings or None, not {type(hybrid).__name__}")

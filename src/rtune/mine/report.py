@@ -64,6 +64,10 @@ class MiningReport:
         """The document the miner ranked first for one query."""
         self.first_documents[doc_id] += 1
 
+    def ranked_queries(self) -> int:
+        """Queries the miner ranked at least one document for (those the collapse check measures)."""
+        return sum(self.first_documents.values())
+
     def top1_share(self) -> float:
         """The share of queries whose first-ranked document is the most common one."""
         from rtune.eval.collapse import most_common_share
@@ -73,7 +77,7 @@ class MiningReport:
     def looks_collapsed(self) -> bool:
         from rtune.eval.collapse import looks_collapsed
 
-        return looks_collapsed(self.top1_share(), sum(self.first_documents.values()), self.corpus_size)
+        return looks_collapsed(self.top1_share(), self.ranked_queries(), self.corpus_size)
 
     def finish_query(self, total_negatives: int) -> None:
         """After backfill: count the query if it ends with no negative at all."""

@@ -328,5 +328,5 @@ def mine(config: MineConfig, source: CandidateSource | None = None) -> dict:
         log.info(line)
     if miner.report.looks_collapsed():
         log.warning("%s: its negatives are the same few documents for most queries; check it with rtune eval before "
-                    "training on them", collapse_warning(f"the miner ({source.name})", miner.report.top1_share(), sum(miner.report.first_documents.values())))
+                    "training on them", collapse_warning(f"the miner ({source.name})", miner.report.top1_share(), miner.report.ranked_queries()))
     return stats

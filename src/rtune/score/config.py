@@ -8,11 +8,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rtune.errors import check_choice
 from rtune.score.dtype import Precision
-from rtune.score.llm import DEFAULT_PROMPT
+from rtune.score.llm import DEFAULT_PROMPT, PROMPT_DEFAULTS
 from rtune.score.teachers import AUTO, TEACHERS
 
 
-UNSET_MEANS_SAVED = {"max_length", "query_prefix", "passage_prefix", "separator", "prompt", "yes_word"}
+UNSET_MEANS_SAVED = set(PROMPT_DEFAULTS)  # left unset, the teacher takes its saved value, else its default
 
 
 class ScoreConfig(BaseModel):
