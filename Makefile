@@ -23,6 +23,7 @@ demo: install
 	PATH="$(abspath $(BIN)):$$PATH" bash scripts/demo.sh
 
 test: install
+	$(BIN)/lint-imports --no-cache
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q
 
 bench: install

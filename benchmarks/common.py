@@ -83,3 +83,16 @@ def update_results(section: str, body: str) -> None:
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     RESULTS.write_text(text, encoding="utf-8")
+
+
+def paired_tests(pairs: dict[str, tuple[dict, dict]], metric: str = "ndcg@10") -> dict[str, dict]:
+    """label -> wins / losses / ties, mean difference, p and Holm-adjusted p of system a over system b, for each
+    (a, b) pair of per-query eval values ({qid: {metric: value}}), corrected over all the pairs given
+    (rtune.eval.significance: ranx's paired t-test)."""
+    from rtune.eval.significance import compare_pairs
+
+    results = compare_pairs([(label, {q: v[metric] for q, v in b.items()}, {q: v[metric] for q, v in a.items()})
+                             for label, (a, b) in pairs.items()])
+    return {r.label: {"wins": r.wins, "losses": r.losses, "ties": r.ties, "mean_diff": r.mean_difference,
+                      "p": 1.0 if r.p_value is None else r.p_value, "p_holm": 1.0 if r.p_adjusted is None else r.p_adjusted}
+            for r in results}

@@ -120,7 +120,8 @@ def step_test_sample(dataset: str, out: str, articles: int, max_queries: int, se
 
 
 def step_mine(dataset: str, out: str, budget: Budget) -> dict:
-    from rtune.mine.run import MineConfig, mine
+    from rtune.mine.config import MineConfig
+    from rtune.mine.run import mine
 
     return mine(MineConfig(dataset=dataset, output=out, range="2-50", negatives=budget.negatives, seed=budget.seed,
                            overwrite=True))
@@ -152,13 +153,12 @@ def training_tokens(groups: str, model_folder: str, budget: Budget) -> int:
     """Tokens the trainer read: each row's query, positive and first negative, truncated as in training."""
     from transformers import AutoTokenizer
 
-    from rtune.data.groups import read_groups
+    from rtune.data.groups import read_groups, sample_groups
     from rtune.models.settings import EncoderSettings
-    from rtune.train.examples import sample_queries
 
     tokenizer = AutoTokenizer.from_pretrained(model_folder)
     settings = EncoderSettings.load(model_folder)
-    chosen = sample_queries(list(read_groups(Path(groups) / "groups.jsonl")), budget.max_queries, budget.seed)
+    chosen = sample_groups(list(read_groups(Path(groups) / "groups.jsonl")), budget.max_queries, budget.seed)
 
     def count(text: str, limit: int) -> int:
         return min(len(tokenizer(text)["input_ids"]), limit)
@@ -175,7 +175,7 @@ def main() -> None:
     args = parser.parse_args()
     budget = BUDGETS[args.budget]
     from rtune.models.gguf import packaged_smollm2
-    from rtune.models.loading import DEFAULT_MODEL, resolve_model
+    from rtune.models.names import DEFAULT_MODEL, resolve_model
 
     smollm2 = packaged_smollm2()
     raw = DATA / RAW

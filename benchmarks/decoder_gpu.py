@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, update_results  # noqa: E402
-from decoder import DATA, INSTRUCTION, QUERY_FORMAT, RAW, REPO, BUDGETS, step_mine, step_prepare, training_tokens  # noqa: E402
+from decoder import BUDGETS, DATA, INSTRUCTION, QUERY_FORMAT, RAW, REPO, step_mine, step_prepare, training_tokens  # noqa: E402
 
 # Qwen2-0.5B's architecture (its config.json), and a 2-layer toy of the same family for smoke runs
 SIZES = {
@@ -70,9 +70,9 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
+    from rtune.models.precision import precision_flags
     from rtune.train.bi_encoder import train_bi_encoder
     from rtune.train.config import TrainConfig
-    from rtune.train.precision import precision_flags
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     out = REPO / "benchmarks" / "out" / f"decoder-gpu-{args.size}"

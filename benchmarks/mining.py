@@ -48,7 +48,8 @@ def step_prepare(out: str) -> None:
 
 
 def step_rtune(dataset: str, out: str, cache: str, strategy: str = "random") -> dict:
-    from rtune.mine.run import MineConfig, mine
+    from rtune.mine.config import MineConfig
+    from rtune.mine.run import mine
 
     report = mine(MineConfig(dataset=dataset, output=out, method="dense", model=MODEL, range=RANGE, negatives=NEGATIVES,
                              strategy=strategy, seed=SEED, cache_dir=cache, overwrite=True))
@@ -68,7 +69,7 @@ def step_st(dataset: str, out: str, cache_folder: str) -> dict:
     from sentence_transformers.util import mine_hard_negatives
 
     from rtune.data.beir import read_beir
-    from rtune.models.loading import resolve_model
+    from rtune.models.names import resolve_model
 
     data = read_beir(dataset)
     train = data.qrels["train"]
@@ -155,7 +156,8 @@ def make_bm25_corpus(folder: str, n: int, n_queries: int, words: int = 50, vocab
 
 
 def step_bm25_scale(dataset: str, out: str) -> dict:
-    from rtune.mine.run import MineConfig, mine
+    from rtune.mine.config import MineConfig
+    from rtune.mine.run import mine
 
     report = mine(MineConfig(dataset=dataset, output=out, method="bm25", range=RANGE, negatives=NEGATIVES, seed=SEED,
                              overwrite=True))

@@ -4,7 +4,7 @@ Trains on each collection's `train` queries and reports its `test` split: BM25, 
 trained on every (query, positive) pair vs on one positive per query, and stage 2 (negatives mined by the
 stage-1 model with the per-positive 0.95 ratio filter, trained from stage 1). With 15-28 test queries the
 figures are noisy, so each system also gets per-query wins / losses / ties on nDCG@10 against a reference
-and a paired t-test p-value.
+and a paired t-test p-value (ranx), Holm-corrected over the comparisons.
 
     python benchmarks/real_collections.py            # about 15 minutes on 2 CPU cores
 
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, run_step, steps_table, update_results  # noqa: E402
+from common import machine, paired_tests, run_step, steps_table, update_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RTUNE_DATA", REPO.parent / "shared" / "data"))
@@ -40,7 +40,8 @@ def step_prepare(raw: str, out: str) -> dict:
 
 
 def step_mine(dataset: str, out: str, model: str | None) -> dict:
-    from rtune.mine.run import MineConfig, mine
+    from rtune.mine.config import MineConfig
+    from rtune.mine.run import mine
 
     dense = {"method": "dense", "model": model, "max_score_ratio": 0.95} if model else {}
     report = mine(MineConfig(dataset=dataset, output=out, range=BUDGET["range"], negatives=BUDGET["negatives"],
@@ -69,19 +70,6 @@ def step_eval(dataset: str, model: str, out: str) -> dict:
     return {"means": means, "per_query": json.loads((Path(out) / "per_query.json").read_text())}
 
 
-def paired(per_query_a: dict, per_query_b: dict, metric: str = "ndcg@10") -> dict:
-    """Wins / losses / ties of system a over b, and the paired t-test p-value, over the same queries."""
-    from scipy.stats import ttest_rel
-
-    qids = sorted(per_query_a)
-    a = [per_query_a[q][metric] for q in qids]
-    b = [per_query_b[q][metric] for q in qids]
-    diffs = [x - y for x, y in zip(a, b)]
-    p_value = float(ttest_rel(a, b).pvalue) if any(abs(d) > 1e-12 for d in diffs) else 1.0
-    return {"wins": sum(d > 1e-9 for d in diffs), "losses": sum(d < -1e-9 for d in diffs),
-            "ties": sum(abs(d) <= 1e-9 for d in diffs), "mean_diff": sum(diffs) / len(diffs), "p": p_value}
-
-
 def run_dataset(name: str, work: Path) -> dict:
     raw = DATA / name
     if not raw.is_dir():
@@ -105,11 +93,12 @@ def run_dataset(name: str, work: Path) -> dict:
         evals[label] = steps[f"eval_{i}"] = run_step(f"eval_{i}", step_eval, data, model, str(folder / "eval" / str(i)))
     values = {label: e["value"] for label, e in evals.items()}
     labels = list(values)
-    comparisons = {f"{labels[i]} vs base MiniLM": paired(values[labels[i]]["per_query"], values["base MiniLM"]["per_query"])
-                   for i in range(2, len(labels))}
-    comparisons["stage 1, every positive vs one positive per query"] = paired(values[labels[2]]["per_query"], values[labels[3]]["per_query"])
-    comparisons["stage 2 vs stage 1, every positive"] = paired(values[labels[4]]["per_query"], values[labels[2]]["per_query"])
-    comparisons["BM25 vs base MiniLM"] = paired(values["BM25"]["per_query"], values["base MiniLM"]["per_query"])
+    pairs = {f"{labels[i]} vs base MiniLM": (values[labels[i]]["per_query"], values["base MiniLM"]["per_query"])
+             for i in range(2, len(labels))}
+    pairs["stage 1, every positive vs one positive per query"] = (values[labels[2]]["per_query"], values[labels[3]]["per_query"])
+    pairs["stage 2 vs stage 1, every positive"] = (values[labels[4]]["per_query"], values[labels[2]]["per_query"])
+    pairs["BM25 vs base MiniLM"] = (values["BM25"]["per_query"], values["base MiniLM"]["per_query"])
+    comparisons = paired_tests(pairs)
     return {
         "metrics": {label: v["means"] for label, v in values.items()},
         "comparisons": comparisons,
@@ -136,10 +125,10 @@ def render(results: dict, command: str, started: str, total_s: float) -> str:
         lines += [f"### {name.upper()} (train {sizes['train']['queries']} queries / {sizes['train']['judgements']} judgements, "
                   f"test {sizes['test']['queries']} / {sizes['test']['judgements']})", "",
                   markdown_table(result["metrics"], COLUMNS), "",
-                  "| comparison (nDCG@10, per test query) | wins | losses | ties | mean diff | paired t-test p |",
-                  "|---|---|---|---|---|---|"]
+                  "| comparison (nDCG@10, per test query) | wins | losses | ties | mean diff | paired t-test p | p (Holm) |",
+                  "|---|---|---|---|---|---|---|"]
         for label, c in result["comparisons"].items():
-            lines.append(f"| {label} | {c['wins']} | {c['losses']} | {c['ties']} | {c['mean_diff']:+.4f} | {c['p']:.3f} |")
+            lines.append(f"| {label} | {c['wins']} | {c['losses']} | {c['ties']} | {c['mean_diff']:+.4f} | {c['p']:.3f} | {c['p_holm']:.3f} |")
         lines.append("")
         for label, t in result["training"].items():
             rows = t["rows"]

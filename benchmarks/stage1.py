@@ -63,7 +63,8 @@ def step_prepare(raw: str, out: str) -> dict:
 
 
 def step_mine(dataset: str, out: str, language: str, budget: Budget) -> dict:
-    from rtune.mine.run import MineConfig, mine
+    from rtune.mine.config import MineConfig
+    from rtune.mine.run import mine
 
     return mine(MineConfig(dataset=dataset, output=out, range=budget.rank_range, negatives=budget.negatives,
                            language=language, seed=budget.seed, overwrite=True))
@@ -93,10 +94,10 @@ def step_train(groups: str, dataset: str | None, out: str, model: str, budget: B
 
 def write_peer_pairs(groups: str, out: str, budget: Budget) -> int:
     """The exact (query, positive) pairs rtune trains on, for the peer."""
-    from rtune.data.groups import read_groups
-    from rtune.train.examples import build_rows, sample_queries
+    from rtune.data.groups import read_groups, sample_groups
+    from rtune.train.examples import build_rows
 
-    chosen = sample_queries(list(read_groups(Path(groups) / "groups.jsonl")), budget.max_queries, budget.seed)
+    chosen = sample_groups(list(read_groups(Path(groups) / "groups.jsonl")), budget.max_queries, budget.seed)
     columns = build_rows(chosen, group_size=1, seed=budget.seed).columns
     with open(out, "w", encoding="utf-8") as handle:
         for anchor, positive in zip(columns["anchor"], columns["positive"]):
@@ -122,7 +123,7 @@ def run_dataset(name: str, budget: Budget, work: Path, base_model: str) -> dict:
     metrics["rtune stage 1 (BM25 negatives)"] = steps["eval_stage1"] = run_step("eval_stage1", step_eval, data, str(folder / "stage1"), language)
     pairs = folder / "peer_pairs.jsonl"
     write_peer_pairs(mined, str(pairs), budget)
-    from rtune.models.loading import resolve_model
+    from rtune.models.names import resolve_model
 
     # the peer is plain sentence-transformers: give it the folder the base id resolves to (no hub here)
     steps["train_peer"] = run_step("train_peer", train_peer, str(pairs), resolve_model(base_model), str(folder / "peer"), budget.epochs,

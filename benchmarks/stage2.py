@@ -28,7 +28,8 @@ VARIANTS = {"filter 0.95": 0.95, "no filter": None}
 
 
 def step_mine_dense(dataset: str, out: str, model: str, budget: Budget, ratio: float | None, cache: str) -> dict:
-    from rtune.mine.run import MineConfig, mine
+    from rtune.mine.config import MineConfig
+    from rtune.mine.run import mine
 
     report = mine(MineConfig(dataset=dataset, output=out, method="dense", model=model, range=budget.rank_range,
                              negatives=budget.negatives, seed=budget.seed, max_score_ratio=ratio, cache_dir=cache,

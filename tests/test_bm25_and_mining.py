@@ -15,7 +15,8 @@ from conftest import TOY_DOCS, write_beir
 from rtune.data.groups import read_groups
 from rtune.errors import InputError
 from rtune.index.bm25 import BM25Index
-from rtune.mine.run import MineConfig, mine
+from rtune.mine.config import MineConfig
+from rtune.mine.run import mine
 from rtune.mine.sampling import Candidate, RankRange, select_negatives
 
 CORPUS = [

@@ -83,6 +83,6 @@ def test_run_command_plans_a_pipeline_and_refuses_a_bad_one(squad_file, tmp_path
     out = capsys.readouterr().out
     assert "train_dense_1" in out and "would run" in out and not (tmp_path / "run" / "train_1").exists()
     bad = tmp_path / "bad.yaml"
-    bad.write_text(f"dataset: {squad_file}\\nstages:\\n  - {{name: prepare, stage: prepare, trian: 0.5}}\\n")
+    bad.write_text(f"dataset: {squad_file}\nstages:\n  - {{name: prepare, stage: prepare, trian: 0.5}}\n")
     assert run_cli("run", str(bad)) == 2
     assert "trian" in capsys.readouterr().err

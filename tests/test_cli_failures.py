@@ -6,6 +6,7 @@ so no test depends on timing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -18,8 +19,9 @@ import numpy as np
 import pytest
 
 from rtune import __version__
-from rtune.cli import STAGES, main
+from rtune.cli import main
 from rtune.index.embedding_cache import EmbeddingCache
+from rtune.pipeline.registry import STAGES
 
 SPLIT = ["--train", "0.5", "--dev", "0.25", "--test", "0.25"]
 ENV = dict(os.environ, COLUMNS="300", HF_HUB_OFFLINE="1")
@@ -235,12 +237,10 @@ def test_killed_encoding_leaves_a_cache_temporary_that_the_next_miss_removes(tmp
 
 @pytest.mark.parametrize("bug", [ValueError("internal mismatch"), KeyError("x")])
 def test_an_internal_error_exits_1_and_offers_the_traceback(bug, squad_file, tmp_path, monkeypatch, capsys):
-    config_cls, _, help_text, positional = STAGES["prepare"]
-
     def broken(config) -> None:
         raise bug
 
-    monkeypatch.setitem(STAGES, "prepare", (config_cls, broken, help_text, positional))
+    monkeypatch.setitem(STAGES, "prepare", dataclasses.replace(STAGES["prepare"], run=broken))
     args = ["prepare", str(squad_file), "--output", str(tmp_path / "out")]
     assert run_cli(*args) == 1
     err = one_line(capsys.readouterr().err)

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from rtune.eval.collapse import shared_top_share, warn_if_collapsed
+from rtune.index.collapse import shared_top_share, warn_if_collapsed
 
 
 def _run(tops: list[list[str]]) -> dict[str, dict[str, float]]:
@@ -25,13 +25,13 @@ def test_a_collapsed_run_warns_and_a_healthy_one_does_not(caplog):
     hub = ["hub", *(f"d{i}" for i in range(40))]
     collapsed = _run([hub] * 12 + [[f"d{i}", "hub"] for i in range(28)])  # 'hub' first for 12 of 40 queries
     healthy = _run([[f"d{i}", f"d{(i + 1) % 40}"] for i in range(40)])
-    with caplog.at_level(logging.WARNING, logger="rtune.eval.collapse"):
+    with caplog.at_level(logging.WARNING, logger="rtune.index.collapse"):
         assert warn_if_collapsed(healthy, "model-ok") == pytest.approx(1 / 40)
         assert "collapsed" not in caplog.text
         assert warn_if_collapsed(collapsed, "model-x") == pytest.approx(0.3)
     assert "model-x ranks one document first for 30% of the 40 queries" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="rtune.eval.collapse"):
+    with caplog.at_level(logging.WARNING, logger="rtune.index.collapse"):
         warn_if_collapsed(_run([["a", "b"]] * 10), "tiny")  # too few queries to tell
         warn_if_collapsed(_run([["a", "b"], ["b", "a"]] * 15), "two-documents")  # a two-document corpus: 50% is even
     assert not caplog.text
@@ -84,8 +84,8 @@ def _hub_source(size: int, hub_for: int):
 @pytest.mark.parametrize("hub_for, warned", [(24, True), (2, False)])
 def test_mining_reports_and_warns_when_one_document_comes_first_for_most_queries(hub_for, warned, tmp_path, caplog):
     from conftest import write_beir
-
-    from rtune.mine.run import MineConfig, mine
+    from rtune.mine.config import MineConfig
+    from rtune.mine.run import mine
 
     docs = {f"d{i}": f"document number {i} about topic {i}" for i in range(40)}
     queries = {f"q{i}": (f"question about topic {i}", f"d{(i + 1) % 40}", "g") for i in range(30)}

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_toy_groups
-from tiny_rerankers import build_tiny_causal_lm
 
+from conftest import write_toy_groups
 from rtune.errors import InputError
 from rtune.models.encoder_options import EncoderOptions
 from rtune.models.settings import SETTINGS_FILE, EncoderSettings
+from tiny_rerankers import build_tiny_causal_lm
 
 LONG = " ".join(["Paris is the capital and largest city of France."] * 8)
 EXAMPLES = ({"query": "Where did the cat sit?", "response": "The cat sat on the mat"},
@@ -79,8 +79,6 @@ def test_instruction_and_icl_formats_are_the_strings_the_model_sees(tiny_llama, 
                     "<instruct>Find the passage\n<query>What is the longest river in Africa?\n<response>"
                     "The Nile is the longest river in Africa.\n\n"
                     "<instruct>Find the passage\n<query>Who created Python?"]
-    plain = EncoderSettings(query_instruction="Find the passage", query_format="<instruct>{}\n<query>{}")
-    assert plain.query_string("q") == "<instruct>Find the passage\n<query>q"
 
 
 def test_a_chat_template_is_not_applied_to_texts(tiny_llama, tmp_path):
@@ -156,7 +154,8 @@ def test_settings_round_trip_and_bad_values(tmp_path):
 
 def test_lora_training_merge_and_stages_on_an_adapter_folder(tiny_llama, toy_beir, tmp_path, caplog):
     from rtune.eval.evaluate import EvalConfig, evaluate
-    from rtune.mine.run import MineConfig, mine
+    from rtune.mine.config import MineConfig
+    from rtune.mine.run import mine
     from rtune.models.fingerprint import encoder_fingerprint
     from rtune.models.merge import MergeConfig, merge
     from rtune.train.bi_encoder import train_bi_encoder
@@ -188,9 +187,9 @@ def test_lora_training_merge_and_stages_on_an_adapter_folder(tiny_llama, toy_bei
     np.testing.assert_allclose(merged.encode_queries(["Who created Python?"]), adapted.encode_queries(["Who created Python?"]), atol=1e-5)
 
     from rtune.index.retriever import Retriever
-    from rtune.score.bi_encoder import BiEncoderTeacher
+    from rtune.models.rerankers.bi_encoder import BiEncoderReranker
 
-    teacher = BiEncoderTeacher(str(out), device="cpu")  # teacher scoring and the Retriever take the adapter folder too
+    teacher = BiEncoderReranker(str(out), device="cpu")  # teacher scoring and the Retriever take the adapter folder too
     expected = adapted.encode_queries(["Who created Python?"]) @ adapted.encode_documents(texts).T  # (1, 2)
     np.testing.assert_allclose(teacher.score([("Who created Python?", t) for t in texts]), expected[0], atol=1e-5)
     retriever = Retriever.from_pretrained(out, device="cpu").index_documents(texts)
@@ -232,7 +231,7 @@ def test_adapter_folder_whose_base_is_gone_is_refused(tiny_llama, tmp_path):
 def test_llm_reranker_lora_training_and_merge_score_alike(tmp_path):
     from rtune.models.adapter import require_peft
     from rtune.models.merge import MergeConfig, merge
-    from rtune.score.llm import LLMRerankerTeacher
+    from rtune.models.rerankers.llm import LLMReranker
     from rtune.train.llm_reranker import LLMRerankerTrainConfig, train_llm_reranker
 
     base = build_tiny_causal_lm(tmp_path / "llm")
@@ -245,9 +244,9 @@ def test_llm_reranker_lora_training_and_merge_score_alike(tmp_path):
     merge(MergeConfig(adapter=out, output=tmp_path / "merged"))
     pairs = [("What is the capital of France?", "Paris is the capital and largest city of France."),
              ("Where did the cat sit?", "Dogs chase cats around the garden every morning.")]
-    with_adapter = LLMRerankerTeacher(str(base), device="cpu")
+    with_adapter = LLMReranker(str(base), device="cpu")
     with_adapter.model = require_peft().PeftModel.from_pretrained(with_adapter.model, str(out)).eval()
-    merged = LLMRerankerTeacher(str(tmp_path / "merged"), device="cpu")
+    merged = LLMReranker(str(tmp_path / "merged"), device="cpu")
     np.testing.assert_allclose(merged.score(pairs), with_adapter.score(pairs), atol=1e-4)
     from rtune.data.groups import read_groups
 
@@ -257,7 +256,53 @@ def test_llm_reranker_lora_training_and_merge_score_alike(tmp_path):
         return float(np.mean([teacher.score([(g.query, g.pos[0])])[0] - np.mean(teacher.score([(g.query, n) for n in g.neg]))
                               for g in groups]))
 
-    assert margin(merged) > margin(LLMRerankerTeacher(str(base), device="cpu"))
+    assert margin(merged) > margin(LLMReranker(str(base), device="cpu"))
+
+
+def test_llm_reranker_training_honours_the_miners_per_positive_verdicts(tmp_path, monkeypatch):
+    """A negative the miner allowed for one positive only (neg_valid_pos) is never trained against the other."""
+    from rtune.data.groups import group_writer
+    from rtune.data.records import TrainingGroup
+    from rtune.train import llm_reranker
+    from rtune.train.llm_reranker import LLMRerankerTrainConfig, train_llm_reranker
+
+    path = tmp_path / "groups.jsonl"
+    with group_writer(path) as write:
+        for i in range(4):
+            write(TrainingGroup(query=f"where is the cat {i}?", pos=(f"the cat sat on mat {i}", f"a cat on a mat {i}"),
+                                neg=(f"dogs chase cats {i}", f"the nile is long {i}"), query_id=f"q{i}",
+                                neg_valid_pos=((0,), (1,))))
+    seen: list[tuple[str, tuple[str, ...]]] = []
+    real_loss = llm_reranker.group_loss
+
+    def spy(teacher, batch):
+        seen.extend((pos, tuple(negs)) for _, pos, negs in batch)
+        return real_loss(teacher, batch)
+
+    monkeypatch.setattr(llm_reranker, "group_loss", spy)
+    base = build_tiny_causal_lm(tmp_path / "llm")
+    summary = train_llm_reranker(LLMRerankerTrainConfig(groups=path, output=tmp_path / "out", model=str(base), lora_rank=2,
+                                                        group_size=2, batch_size=2, epochs=4, device="cpu"))
+    assert len(seen) == 16 and summary["rows"]["positives_without_allowed_negatives"] == 0
+    assert {pos.split()[0] for pos, _ in seen} == {"the", "a"}  # both positives are trained, one per query per epoch
+    for pos, negs in seen:
+        allowed = "dogs" if pos.startswith("the cat") else "the nile"
+        assert all(n.startswith(allowed) for n in negs), (pos, negs)
+
+
+def test_llm_reranker_training_refuses_collapsed_groups(tmp_path):
+    from rtune.data.groups import group_writer
+    from rtune.data.records import TrainingGroup
+    from rtune.errors import DataCollapsedError
+    from rtune.train.llm_reranker import LLMRerankerTrainConfig, train_llm_reranker
+
+    path = tmp_path / "groups.jsonl"
+    with group_writer(path) as write:
+        for i in range(5):
+            write(TrainingGroup(query=f"q {i}?", pos=(f"p {i}",), neg=(f"n {i}",) if i == 0 else (), query_id=f"q{i}"))
+    with pytest.raises(DataCollapsedError, match=r"4 of 5 queries have no negative"):
+        train_llm_reranker(LLMRerankerTrainConfig(groups=path, output=tmp_path / "out", model="unused-model", device="cpu"))
+    assert not (tmp_path / "out").exists()
 
 
 def test_llm_reranker_training_evaluates_every_epoch_on_dev_and_keeps_the_best(toy_beir, tmp_path, monkeypatch):

@@ -13,10 +13,12 @@ from rtune.errors import DataCollapsedError, InputError
 from rtune.eval.evaluate import EvalConfig, evaluate
 from rtune.index.dense_search import exact_search, make_searcher
 from rtune.index.embedding_cache import EmbeddingCache
-from rtune.models.fingerprint import model_fingerprint
+from rtune.mine.config import MineConfig
 from rtune.mine.filters import FalseNegativeFilter
-from rtune.mine.run import MineConfig, mine
+from rtune.mine.run import mine
 from rtune.mine.sampling import Candidate, RankRange, select_negatives
+from rtune.models.encoder import SentenceTransformerEncoder
+from rtune.models.fingerprint import model_fingerprint
 from rtune.models.loading import load_bi_encoder
 from rtune.models.settings import EncoderSettings
 
@@ -87,10 +89,13 @@ def test_false_negative_rules_are_counted_by_name():
     assert [c.doc_id for c in inside.negatives] == ["d4", "d5"] and inside.dropped_counts() == {"outside_score_window": 4}
 
 
-def test_query_instruction_format():
+def test_query_instruction_format(tiny_model):
     prompts = EncoderSettings(query_instruction="Find the passage", query_format="<instruct>{}\n<query>{}", query_prompt="q: ")
     assert prompts.format_query("who?") == "<instruct>Find the passage\n<query>who?"
-    assert prompts.query_string("who?") == "q: <instruct>Find the passage\n<query>who?"
+    # what the model is fed: the prompt, then the formatted query (a second computation encodes that string directly)
+    encoder = SentenceTransformerEncoder(load_bi_encoder(str(tiny_model)), prompts)
+    expected = encoder.model.encode(["q: <instruct>Find the passage\n<query>who?"], normalize_embeddings=True)
+    np.testing.assert_allclose(encoder.encode_queries(["who?"]), expected, atol=1e-5)
     assert EncoderSettings().format_query("who?") == "who?"
     with pytest.raises(ValueError, match="two"):
         EncoderSettings(query_instruction="x", query_format="{} only")

@@ -76,7 +76,8 @@ def test_bad_settings_are_refused(tmp_path):
 
 def test_train_refuses_a_document_rule_other_than_the_miners(tiny_model, toy_beir, tmp_path):
     from rtune.errors import InputError
-    from rtune.mine.run import MineConfig, mine
+    from rtune.mine.config import MineConfig
+    from rtune.mine.run import mine
 
     mine(MineConfig(dataset=toy_beir, output=tmp_path / "mined", range="2-8", negatives=2, backfill="random"))
     with pytest.raises(InputError, match="mined with use_title=True"):

@@ -8,10 +8,12 @@ import click
 import pytest
 
 from conftest import TOY_DOCS
-from rtune.cli import PANELS, STAGES, build_cli, dev_rows
+from rtune.cli.main import build_cli
 from rtune.index.dense_search import INDEX_TYPES
-from rtune.mine.run import BACKFILL, MINERS
+from rtune.mine.config import BACKFILL, MINERS
 from rtune.mine.sampling import STRATEGIES
+from rtune.pipeline.registry import STAGES
+from rtune.train.summary import dev_rows
 
 
 def _options(stage: str) -> dict[str, click.Option]:
@@ -21,7 +23,7 @@ def _options(stage: str) -> dict[str, click.Option]:
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
 def test_every_option_has_help_and_required_ones_say_so(stage):
-    config_cls = STAGES[stage][0]
+    config_cls = STAGES[stage].config
     for name, option in _options(stage).items():
         assert option.help and option.help.strip() not in ("[required]",), f"rtune {stage} --{name} has no help text"
         field = config_cls.model_fields.get(name)
@@ -42,8 +44,8 @@ def test_mine_help_groups_options_in_panels(capsys, monkeypatch):
     with pytest.raises(click.exceptions.Exit):
         build_cli().main(["mine", "--help"], prog_name="rtune", standalone_mode=False)
     out = capsys.readouterr().out
-    titles = [t for t in PANELS["mine"] if t in out]
-    assert titles == list(PANELS["mine"])  # every panel, in the declared order
+    titles = [t for t in STAGES["mine"].panels if t in out]
+    assert titles == list(STAGES["mine"].panels)  # every panel, in the declared order
     assert [out.index(t) for t in titles] == sorted(out.index(t) for t in titles)
     assert "--method [bm25|dense]" in out and "--index-type [exact|ivf|hnsw]" in out
     bm25 = out[out.index("BM25 (--method bm25)"):out.index("Dense (--method dense)")]
@@ -87,7 +89,8 @@ def test_prepared_language_is_the_bm25_default(squad_file, tmp_path, caplog):
     from rtune.data.manifest import read_manifest
     from rtune.data.prepare import PrepareConfig, prepare
     from rtune.eval.evaluate import EvalConfig, build_ranker, evaluate
-    from rtune.mine.run import MineConfig, mine
+    from rtune.mine.config import MineConfig
+    from rtune.mine.run import mine
 
     data = tmp_path / "vi"
     prepare(PrepareConfig(input=squad_file, output=data, language="vi", train=0.5, dev=0.25, test=0.25))
@@ -104,7 +107,8 @@ def test_prepared_language_is_the_bm25_default(squad_file, tmp_path, caplog):
 
 
 def test_training_prints_one_line_per_evaluation(tiny_model, toy_beir, tmp_path, capsys):
-    from rtune.mine.run import MineConfig, mine
+    from rtune.mine.config import MineConfig
+    from rtune.mine.run import mine
     from rtune.train.bi_encoder import train_bi_encoder
     from rtune.train.config import TrainConfig
 

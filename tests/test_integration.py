@@ -10,10 +10,11 @@ import pytest
 from conftest import data_path
 from rtune.data.beir import read_beir
 from rtune.data.prepare import PrepareConfig, prepare
+from rtune.data.run_file import read_run
 from rtune.data.text import document_text
 from rtune.eval.evaluate import EvalConfig, evaluate
-from rtune.eval.run_file import read_run
-from rtune.mine.run import MineConfig, mine
+from rtune.mine.config import MineConfig
+from rtune.mine.run import mine
 from rtune.models.loading import load_bi_encoder
 from rtune.train.bi_encoder import train_bi_encoder
 from rtune.train.config import TrainConfig

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from conftest import write_toy_groups
 from tiny_rerankers import build_tiny_causal_lm
 

@@ -7,8 +7,8 @@ import math
 import pytest
 import pytrec_eval
 
+from rtune.data.run_file import read_run, write_run
 from rtune.eval.metrics import compute_metrics, metric_names
-from rtune.eval.run_file import read_run, write_run
 
 QRELS = {"q1": {"a": 1, "c": 1}, "q2": {"x": 2, "y": 1}, "q3": {"z": 1}}
 RUN = {
@@ -58,5 +58,28 @@ def test_unknown_metric_lists_valid_ones():
 def test_run_file_round_trip(tmp_path):
     write_run(tmp_path / "run.trec", RUN, tag="my model")
     lines = (tmp_path / "run.trec").read_text().splitlines()
-    assert lines[0] == "q1 Q0 a 1 0.900000 my_model" and lines[4] == "q2 Q0 w 1 3.000000 my_model"
+    assert lines[0] == "q1 Q0 a 1 0.9 my_model" and lines[4] == "q2 Q0 w 1 3.0 my_model"
     assert read_run(tmp_path / "run.trec") == RUN
+
+
+def test_run_files_keep_rtunes_order_and_exact_scores(tmp_path):
+    """Ties are written in rtune's order (document id ascending, the order its cut-offs and metrics use) and scores
+    read back bit for bit (they were rounded to 6 decimals, so a hybrid fused from files was not eval --hybrid's)."""
+    from rtune.data.run_file import ranked
+
+    run = {"q": {"d2": 0.5, "d10": 0.5, "d1": 0.123456789012345, "d3": 1 / 3}}
+    write_run(tmp_path / "run.trec", run)
+    rows = [line.split() for line in (tmp_path / "run.trec").read_text().splitlines()]
+    assert [r[2] for r in rows] == [d for d, _ in ranked(run["q"])] == ["d10", "d2", "d3", "d1"]
+    assert [int(r[3]) for r in rows] == [1, 2, 3, 4]
+    assert read_run(tmp_path / "run.trec") == run  # exact floats: the same value written and read, not two computations
+
+
+def test_metrics_follow_rtunes_order_of_tied_documents():
+    """Two documents tie; rtune ranks d10 before d2 (ids ascending): the metrics score that order, whatever the
+    metric library's own tie rule."""
+    run = {"q": {"d2": 1.0, "d10": 1.0}}
+    means, _ = compute_metrics({"q": {"d2": 1}}, run, ["mrr@10"])
+    assert means["mrr@10"] == pytest.approx(0.5)
+    means, _ = compute_metrics({"q": {"d10": 1}}, run, ["mrr@10"])
+    assert means["mrr@10"] == pytest.approx(1.0)

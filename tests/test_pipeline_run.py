@@ -159,6 +159,39 @@ def test_changing_one_setting_reruns_that_stage_and_downstream_only(reference, t
     assert "config changed: negatives 1 -> 2" in reason
 
 
+def test_another_device_or_precision_makes_model_stages_stale(reference, tmp_path, monkeypatch):
+    """A stage run in fp32 on a CPU is not fresh on a bf16 GPU: the compute identity is in every model stage's key
+    (BM25 mining, which runs no model, stays fresh)."""
+    import rtune.train.bi_encoder as bi_encoder
+
+    run = copy_run(reference[0], tmp_path / "run")
+    data = yaml.safe_load(next(reference[0].parent.glob("*.yaml")).read_text())
+    path = write_pipeline(tmp_path, {**data, "output": str(run)})
+    monkeypatch.setattr(bi_encoder, "compute_identity", lambda device, precision: "cuda:bf16")
+    outcomes = run_pipeline(path, dry_run=True, echo=lambda line: None)
+    dry = statuses(outcomes)
+    assert dry["mine_bm25"] == "would skip" and dry["train_1"] == "would run"
+    reason = next(o.reason for o in outcomes if o.name == "train_1")
+    assert reason == "device or precision changed: cpu:fp32 -> cuda:bf16"
+
+
+def test_pipeline_hybrids_fuse_exactly_what_eval_hybrid_fuses(reference, toy):
+    """The hybrid baselines fuse the runs read back from the eval folders' run files: written exactly, they give
+    `rtune eval --hybrid`'s metrics with the fusion chosen on dev."""
+    from rtune.eval.evaluate import EvalConfig, evaluate
+
+    run = reference[0]
+    final = json.loads((run / "systems.json").read_text())["final"]
+    folder = run / "baselines" / f"hybrid-{final}" / "eval-test" / "output"
+    choice = json.loads((run / "baselines" / f"hybrid-{final}" / "eval-dev" / "output" / "fusion.json").read_text())
+    pipeline_means = json.loads((folder / "metrics.json").read_text())
+    direct = evaluate(EvalConfig(dataset=toy, model=str(run / final / "output"), split="test", ks=[1, 5], hybrid="bm25",
+                                 fusion=choice["method"], dense_weight=choice["dense_weight"],
+                                 metrics=["ndcg", "map", "mrr", "recall", "hit"]))
+    for name, value in direct.items():
+        assert pipeline_means[name] == pytest.approx(value, rel=1e-12, abs=1e-12), name
+
+
 def test_corrupted_artifact_is_detected_and_rebuilt(reference, tmp_path):
     run = copy_run(reference[0], tmp_path / "run")
     data = yaml.safe_load(next(reference[0].parent.glob("*.yaml")).read_text())
@@ -174,13 +207,14 @@ def test_corrupted_artifact_is_detected_and_rebuilt(reference, tmp_path):
 
 def test_refused_stage_carries_the_previous_model_forward(reference, tmp_path, monkeypatch):
     import rtune.pipeline.gate as gate
+    import rtune.pipeline.runner as runner
 
     original = gate.decide
 
     def worse(name, keep, metric, value, previous, previous_value):
         return original(name, keep, metric, -1.0 if name == "train_dense_1" else value, previous, previous_value)
 
-    monkeypatch.setattr(gate, "decide", worse)
+    monkeypatch.setattr(runner, "decide", worse)
     run = copy_run(reference[0], tmp_path / "run")
     data = yaml.safe_load(next(reference[0].parent.glob("*.yaml")).read_text())
     path = write_pipeline(tmp_path, {**data, "output": str(run)})
@@ -192,7 +226,7 @@ def test_refused_stage_carries_the_previous_model_forward(reference, tmp_path, m
     assert "REFUSED: stage train_dense_1" in (run / "report.md").read_text()
     assert (run / "baselines" / "hybrid-train_1").is_dir()
     # the refused stage is still measured on test with its own model, not the one carried forward
-    own = json.loads((run / "train_dense_1" / "stage_manifest.json").read_text())["stats"]["identity"]["output"]
+    own = json.loads((run / "train_dense_1" / "stage_manifest.json").read_text())["stats"]["outputs"]["output"]
     tested = json.loads((run / "train_dense_1" / "eval-test" / "stage_manifest.json").read_text())["stats"]["key_parts"]
     assert tested["inputs"]["model"]["sha"] == own
     assert results(run)["train_dense_1"]["test"] == pytest.approx(results(reference[0])["train_dense_1"]["test"])
@@ -222,7 +256,7 @@ def _kill_during(where: str, reference: Path, tmp_path: Path, save_steps: int | 
         if child.poll() is None:
             child.kill()
             child.wait()
-    assert (run / ".rtune-run.lock").exists()  # the killed run's lock stays behind
+    assert (run / ".rtune-run.owner").exists()  # the killed run cleaned nothing up; the kernel released its lock
     return path
 
 
@@ -230,9 +264,7 @@ def test_sigkill_in_the_middle_of_mining_then_rerun_equals_uninterrupted(referen
     path = _kill_during("mine", reference[0], tmp_path)
     run = tmp_path / "run"
     assert not (run / "mine_bm25" / "stage_manifest.json").exists()
-    with caplog.at_level("WARNING"):
-        outcomes = run_pipeline(path, echo=lambda line: None)
-    assert "taking over the lock of a run that died" in caplog.text
+    outcomes = run_pipeline(path, echo=lambda line: None)  # the dead run's lock does not stand in the way
     assert "stopped before finishing" in next(o.reason for o in outcomes if o.name == "mine_bm25")
     assert_same_results(reference[0], run)
 
@@ -277,9 +309,9 @@ def test_reranker_stage_adds_the_final_model_with_its_reranker(toy, tiny_model, 
     # the reranked top fused with the first stage: method and weight chosen on dev, test recomputed here
     assert rows["train_1+reranker fused"]["kind"] == "reranked_fused"
     from rtune.data.beir import read_beir
+    from rtune.data.run_file import read_run
     from rtune.eval.metrics import compute_metrics
-    from rtune.eval.run_file import read_run
-    from rtune.score.rerank import fuse_with_first_stage
+    from rtune.index.rerank import fuse_with_first_stage
 
     stage = tmp_path / "run" / "reranker"
     dataset = read_beir(toy)
@@ -304,7 +336,8 @@ def test_reranker_stage_adds_the_final_model_with_its_reranker(toy, tiny_model, 
 def test_checkpoints_of_another_training_are_not_resumed(toy, tiny_model, tmp_path, caplog):
     """A stage changed since the killed run that left its checkpoints starts over (they are removed); the same
     stage resumes from its latest complete checkpoint."""
-    from rtune.mine.run import MineConfig, mine
+    from rtune.mine.config import MineConfig
+    from rtune.mine.run import mine
     from rtune.pipeline.runner import resume_values
     from rtune.train.bi_encoder import train_bi_encoder
     from rtune.train.config import TrainConfig
@@ -318,6 +351,25 @@ def test_checkpoints_of_another_training_are_not_resumed(toy, tiny_model, tmp_pa
     with caplog.at_level("WARNING"):
         assert resume_values(config.model_copy(update={"learning_rate": 1e-2})) == {}
     assert "belong to another training (learning_rate: 0.001 -> 0.01)" in caplog.text and not checkpoints.exists()
+
+
+def test_a_checkpoint_does_not_resume_under_another_precision(toy, tiny_model, tmp_path, monkeypatch):
+    """Checkpoints written in fp32 on a CPU belong to another training than one in bf16 on a GPU."""
+    from rtune.mine.config import MineConfig
+    from rtune.mine.run import mine
+    from rtune.pipeline.runner import resume_values
+    from rtune.train import checkpointing
+    from rtune.train.bi_encoder import train_bi_encoder
+    from rtune.train.config import TrainConfig
+
+    mine(MineConfig(dataset=toy, output=tmp_path / "mined", range="2-8", negatives=1, backfill="random"))
+    checkpoints = tmp_path / "stage" / "checkpoints"
+    config = TrainConfig(groups=tmp_path / "mined", output=tmp_path / "stage" / "output", model=str(tiny_model), batch_size=2,
+                         learning_rate=1e-3, save_steps=1, checkpoint_dir=checkpoints)
+    train_bi_encoder(config)
+    assert json.loads((checkpoints / checkpointing.IDENTITY_FILE).read_text())["compute"] == "cpu:fp32"
+    monkeypatch.setattr(checkpointing, "compute_identity", lambda device, precision: "cuda:bf16")
+    assert resume_values(config) == {} and not checkpoints.exists()
 
 
 def test_the_whole_recipe_reranker_teacher_scores_and_distillation(toy, tiny_model, tmp_path):

@@ -17,8 +17,9 @@ from rtune.data.records import Document, Query
 from rtune.data.splits import SplitFractions, cross_split_report, split_dataset
 from rtune.data.text import document_text
 from rtune.errors import InputError
+from rtune.mine.config import MineConfig
 from rtune.mine.filters import FalseNegativeFilter, PositiveAwareRules
-from rtune.mine.run import MineConfig, mine
+from rtune.mine.run import mine
 from rtune.mine.sampling import Candidate
 from rtune.models.settings import EncoderSettings
 
@@ -202,9 +203,9 @@ def test_dense_paths_embed_the_title_too(tiny_model, tmp_path):
     """The dense ranker, dense mining and the Retriever encode title + text, and a title-only record as its title."""
     import numpy as np
 
-    from rtune.eval.rankers import DenseRanker
-    from rtune.index.encoder import SentenceTransformerEncoder
+    from rtune.index.rankers import DenseRanker
     from rtune.index.retriever import Retriever
+    from rtune.models.encoder import SentenceTransformerEncoder
     from rtune.models.loading import load_bi_encoder
 
     seen: list[str] = []

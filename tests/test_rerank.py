@@ -9,12 +9,12 @@ import pytest
 from pydantic import ValidationError
 
 from conftest import TOY_DOCS, TOY_QUERIES
+from rtune.data.run_file import read_run
 from rtune.errors import InputError
 from rtune.eval.evaluate import EvalConfig, evaluate
 from rtune.eval.metrics import compute_metrics, metric_names
-from rtune.eval.run_file import read_run
-from rtune.score.rerank import fuse_with_first_stage, rerank_run
-from rtune.score.teachers import build_teacher
+from rtune.index.rerank import fuse_with_first_stage, rerank_run
+from rtune.models.rerankers.registry import load_reranker
 from tiny_rerankers import TableReranker, build_tiny_cross_encoder
 
 
@@ -97,7 +97,7 @@ def test_eval_reports_first_stage_and_reranked_side_by_side(toy_beir, tiny_ce, t
     qrels = dataset.require_split("train")
     assert compute_metrics(qrels, reranked, names)[0] == pytest.approx({n: means[f"reranked.{n}"] for n in names}, abs=1e-4)
     assert compute_metrics(qrels, first, names)[0] == pytest.approx({n: means[n] for n in names}, abs=1e-4)
-    teacher = build_teacher("cross_encoder", str(tiny_ce), device="cpu")
+    teacher = load_reranker(str(tiny_ce), "cross_encoder", device="cpu")
     for qid, docs in first.items():  # the first stage's top 3 carry the cross-encoder's scores, every other below
         top = sorted(docs, key=lambda d: -docs[d])[:3]
         expected = teacher.score([(TOY_QUERIES[qid][0], TOY_DOCS[d]) for d in top])

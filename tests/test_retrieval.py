@@ -10,10 +10,11 @@ import pytest
 from conftest import TOY_DOCS
 from rtune import Retriever
 from rtune.data.records import Document
+from rtune.data.run_file import read_run
 from rtune.errors import InputError
 from rtune.eval.evaluate import EvalConfig, evaluate
-from rtune.eval.run_file import read_run
-from rtune.models.loading import DEFAULT_MODEL, load_bi_encoder, packaged_default, resolve_model
+from rtune.models.loading import load_bi_encoder
+from rtune.models.names import DEFAULT_MODEL, packaged_default, resolve_model
 
 
 def test_default_model_resolves_to_the_packaged_copy(tmp_path):

@@ -17,10 +17,11 @@ import pytest
 from conftest import TOY_DOCS, TOY_QUERIES
 from rtune.data.groups import read_groups
 from rtune.errors import InputError
+from rtune.models.rerankers.llm import DEFAULT_PROMPT
+from rtune.models.rerankers.registry import detect_kind, load_reranker
 from rtune.models.yes_token import yes_token_id
-from rtune.score.llm import DEFAULT_PROMPT
-from rtune.score.run import ScoreConfig, score_groups
-from rtune.score.teachers import build_teacher, detect_kind
+from rtune.score.config import ScoreConfig
+from rtune.score.run import score_groups
 from tiny_rerankers import build_tiny_causal_lm, build_tiny_cross_encoder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,7 +85,7 @@ def test_llm_teacher_scores_equal_a_manual_forward_pass(tiny_lm):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    teacher = build_teacher("auto", str(tiny_lm), precision="fp32", device="cpu", batch_size=3)
+    teacher = load_reranker(str(tiny_lm), "auto", precision="fp32", device="cpu", batch_size=3)
     assert detect_kind(str(tiny_lm)) == "llm" and teacher.settings()["kind"] == "llm"
     pairs = [("Where did the cat sit?", "The cat sat on the mat and purred all afternoon."),
              ("What is the capital of France?", "Paris is the capital."),  # shorter: left padding in this batch
@@ -106,7 +107,7 @@ def test_llm_teacher_scores_equal_a_manual_forward_pass(tiny_lm):
 
 
 def test_llm_teacher_prefixes_and_prompt_change_the_input(tiny_lm):
-    teacher = build_teacher("llm", str(tiny_lm), device="cpu", query_prefix="", passage_prefix="", separator=" ",
+    teacher = load_reranker(str(tiny_lm), "llm", device="cpu", query_prefix="", passage_prefix="", separator=" ",
                             prompt="Yes or No", max_length=12)
     tokens = teacher.tokenizer.convert_ids_to_tokens(teacher.input_ids("What is the capital of France?", "Paris " * 40))
     assert tokens[:3] == ["<s>", "What", "is"] and "A" not in tokens[:3]
@@ -116,7 +117,7 @@ def test_llm_teacher_prefixes_and_prompt_change_the_input(tiny_lm):
 
 def test_llm_teacher_without_yes_token_is_an_error_naming_the_model(tiny_lm_no_yes):
     with pytest.raises(InputError, match="no 'Yes' token") as err:
-        build_teacher("llm", str(tiny_lm_no_yes), device="cpu")
+        load_reranker(str(tiny_lm_no_yes), "llm", device="cpu")
     assert str(tiny_lm_no_yes) in str(err.value)
 
 
@@ -124,7 +125,7 @@ def test_cross_encoder_teacher_gives_raw_logits(tiny_ce):
     import torch
     from transformers import BertForSequenceClassification, BertTokenizerFast
 
-    teacher = build_teacher("auto", str(tiny_ce), device="cpu", precision="fp32")
+    teacher = load_reranker(str(tiny_ce), "auto", device="cpu", precision="fp32")
     assert teacher.settings()["kind"] == "cross_encoder"
     pairs = [("What is the capital of France?", TOY_DOCS["d0"]), ("Where did the cat sit?", TOY_DOCS["d4"])]
     scores = teacher.score(pairs)
@@ -142,18 +143,18 @@ def test_a_model_that_does_not_load_is_an_input_error_naming_it(tmp_path):
     (tmp_path / "junk" / "config.json").write_text("{not json")
     for folder in ("empty", "junk"):
         with pytest.raises(InputError) as err:
-            build_teacher("cross_encoder", str(tmp_path / folder), device="cpu")
+            load_reranker(str(tmp_path / folder), "cross_encoder", device="cpu")
         assert str(tmp_path / folder) in str(err.value)
     with pytest.raises(InputError, match="causal LM"):
-        build_teacher("llm", str(tmp_path / "junk"), device="cpu")
+        load_reranker(str(tmp_path / "junk"), "llm", device="cpu")
     with pytest.raises(ValueError, match="valid: auto, cross_encoder, llm, bi_encoder"):
-        build_teacher("colbert", "x")
+        load_reranker("x", "colbert")
 
 
 def test_bi_encoder_teacher_is_the_model_similarity(tiny_model):
     from sentence_transformers import SentenceTransformer
 
-    teacher = build_teacher("bi_encoder", str(tiny_model), device="cpu")
+    teacher = load_reranker(str(tiny_model), "bi_encoder", device="cpu")
     pairs = [("What is the capital of France?", TOY_DOCS["d0"]), ("Where did the cat sit?", TOY_DOCS["d4"]),
              ("Where did the cat sit?", TOY_DOCS["d2"])]
     model = SentenceTransformer(str(tiny_model), device="cpu")
@@ -178,9 +179,9 @@ def test_llm_reranker_adapter_folder_scores_like_its_merged_model(tiny_lm, tmp_p
     merge(MergeConfig(adapter=adapter, output=tmp_path / "merged"))
     # with no prompt options, scoring and eval --rerank read it the way it was trained (rtune_reranker.json)
     for folder in (adapter, tmp_path / "merged"):
-        settings = build_teacher("auto", str(folder), device="cpu").settings()
+        settings = load_reranker(str(folder), "auto", device="cpu").settings()
         assert settings["query_prefix"] == "Q: " and settings["max_length"] == 96 and settings["passage_prefix"] == "B: "
-    assert build_teacher("llm", str(base), device="cpu").settings()["query_prefix"] == "A: "  # nothing saved: the default
+    assert load_reranker(str(base), "llm", device="cpu").settings()["query_prefix"] == "A: "  # nothing saved: the default
     assert detect_kind(str(adapter)) == "llm"
     from_adapter = score_groups(ScoreConfig(groups=groups, output=tmp_path / "s-adapter", model=str(adapter), device="cpu"))
     score_groups(ScoreConfig(groups=groups, output=tmp_path / "s-merged", model=str(tmp_path / "merged"), teacher="llm", device="cpu"))
@@ -188,12 +189,12 @@ def test_llm_reranker_adapter_folder_scores_like_its_merged_model(tiny_lm, tmp_p
     assert from_adapter["teacher"]["settings"]["kind"] == "llm"
     np.testing.assert_allclose(all_scores(tmp_path / "s-adapter"), all_scores(tmp_path / "s-merged"), atol=1e-4)
     assert not np.allclose(all_scores(tmp_path / "s-adapter"), all_scores(tmp_path / "s-base"), atol=1e-3)  # it trained
-    build_teacher("llm", str(adapter), device="cpu", prompt="Yes or No")
+    load_reranker(str(adapter), "llm", device="cpu", prompt="Yes or No")
     assert "trained with different prompt" in caplog.text  # the prompt it was trained with is in rtune_reranker.json
 
     shutil.rmtree(base)
     with pytest.raises(InputError, match=r"the adapter's base model '.*base' cannot be found") as err:
-        build_teacher("llm", str(adapter), device="cpu")
+        load_reranker(str(adapter), "llm", device="cpu")
     assert str(err.value).startswith(f"{adapter}: ")
     with pytest.raises(InputError, match="cannot be found"):  # before any scoring
         score_groups(ScoreConfig(groups=groups, output=tmp_path / "s-gone", model=str(adapter), device="cpu"))
@@ -207,7 +208,7 @@ def test_score_groups_fills_every_score_and_records_the_teacher(tiny_ce, tmp_pat
     config = ScoreConfig(groups=source, output=tmp_path / "scored", model=str(tiny_ce), shard_size=3, batch_size=4, device="cpu")
     stats = score_groups(config)
     assert stats["groups"] == 8 and stats["shards"] == 3 and stats["shards_resumed"] == 0
-    teacher = build_teacher("cross_encoder", str(tiny_ce), device="cpu")
+    teacher = load_reranker(str(tiny_ce), "cross_encoder", device="cpu")
     before, after = list(read_groups(source)), list(read_groups(tmp_path / "scored" / "groups.jsonl"))
     assert [g.query_id for g in after] == [g.query_id for g in before] and after[3].neg_ids == before[3].neg_ids
     for group in after:
@@ -226,7 +227,7 @@ def test_score_groups_fills_every_score_and_records_the_teacher(tiny_ce, tmp_pat
 def test_a_budget_scores_the_sample_train_would_draw_and_the_first_negatives(tiny_ce, tmp_path):
     """--max-queries: the seeded sample `rtune train --max-queries` draws (file order kept); --max-negatives:
     each group's first N negatives with their ids; the scores equal a full run's for those pairs."""
-    from rtune.train.examples import sample_queries
+    from rtune.data.groups import sample_groups
 
     source = write_groups(tmp_path / "groups.jsonl", blank_after=2)
     full = ScoreConfig(groups=source, output=tmp_path / "full", model=str(tiny_ce), shard_size=2, device="cpu")
@@ -234,7 +235,7 @@ def test_a_budget_scores_the_sample_train_would_draw_and_the_first_negatives(tin
     cut = full.model_copy(update={"output": tmp_path / "cut", "max_queries": 5, "max_negatives": 1, "seed": 3})
     stats = score_groups(cut)
     everything = list(read_groups(tmp_path / "full" / "groups.jsonl"))
-    expected = sample_queries(everything, 5, 3)
+    expected = sample_groups(everything, 5, 3)
     scored = list(read_groups(tmp_path / "cut" / "groups.jsonl"))
     assert stats["groups"] == 5 and [g.query_id for g in scored] == [g.query_id for g in expected]
     for got, want in zip(scored, expected):
@@ -287,8 +288,9 @@ def test_nan_from_the_teacher_names_the_line_keeps_finished_shards_and_resumes(t
 
 CHILD = """
 import sys, time
-from rtune.score.run import ScoreConfig, score_groups
-from rtune.score.teachers import build_teacher
+from rtune.score.config import ScoreConfig
+from rtune.score.run import score_groups
+from rtune.models.rerankers.registry import load_reranker
 
 class Slow:
     def __init__(self, inner):
@@ -301,7 +303,7 @@ class Slow:
 
 groups, output, model = sys.argv[1:4]
 config = ScoreConfig(groups=groups, output=output, model=model, shard_size=1, batch_size=2, device="cpu")
-score_groups(config, teacher=Slow(build_teacher(config.teacher, config.model, **config.teacher_settings())))
+score_groups(config, teacher=Slow(load_reranker(config.model, config.teacher, **config.teacher_settings())))
 """
 
 

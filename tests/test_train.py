@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from rtune.data.groups import sample_groups
 from rtune.data.records import TrainingGroup
-from rtune.mine.run import MineConfig, mine
-from rtune.models.loading import load_bi_encoder
 from rtune.errors import DataCollapsedError
+from rtune.mine.config import MineConfig
+from rtune.mine.run import mine
+from rtune.models.loading import load_bi_encoder
 from rtune.train.bi_encoder import build_trainer, train_bi_encoder
 from rtune.train.config import TrainConfig
-from rtune.train.examples import build_rows, check_rows, sample_queries
+from rtune.train.examples import build_rows, check_rows
 
 
 def _group(i: int, pos: str, negs: tuple[str, ...] = ("n1", "n2")) -> TrainingGroup:
@@ -73,12 +74,12 @@ def test_collapsed_training_data_stops_with_a_clear_error():
         check_rows(build_rows(groups[1:], 2, 0), 2, allow_collapsed=True, source="g.jsonl")
 
 
-def test_sample_queries_is_a_seeded_subset():
+def test_sample_groups_is_a_seeded_subset():
     groups = [_group(i, f"p{i}") for i in range(10)]
-    chosen = sample_queries(groups, 4, seed=3)
-    assert len(chosen) == 4 and chosen == sample_queries(groups, 4, seed=3)
+    chosen = sample_groups(groups, 4, seed=3)
+    assert len(chosen) == 4 and chosen == sample_groups(groups, 4, seed=3)
     assert [g.query_id for g in chosen] == sorted((g.query_id for g in chosen), key=int)
-    assert sample_queries(groups, None, seed=3) == groups
+    assert sample_groups(groups, None, seed=3) == groups
 
 
 def _batches(rows, batch_size: int, sampler_cls=None):
@@ -129,9 +130,9 @@ def test_no_batch_holds_another_positive_of_a_rows_query():
 
 
 def test_trainer_uses_the_known_positive_sampler(tiny_model, tmp_path):
+    from rtune.models.settings import EncoderSettings
     from rtune.train.batch_sampler import KnownPositiveBatchSampler
     from rtune.train.bi_encoder import build_trainer
-    from rtune.models.settings import EncoderSettings
 
     groups = [_group(i, f"shared passage {i % 4}", (f"shared passage {(i + 1) % 4}",)) for i in range(12)]
     rows = build_rows(groups, group_size=2, seed=0)

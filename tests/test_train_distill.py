@@ -10,10 +10,12 @@ import pytest
 
 from rtune.data.groups import read_groups
 from rtune.errors import InputError
-from rtune.mine.run import MineConfig, mine
+from rtune.mine.config import MineConfig
+from rtune.mine.run import mine
 from rtune.models.loading import load_bi_encoder
 from rtune.models.settings import EncoderSettings
-from rtune.score.run import ScoreConfig, score_groups
+from rtune.score.config import ScoreConfig
+from rtune.score.run import score_groups
 from rtune.train.bi_encoder import build_trainer, train_bi_encoder
 from rtune.train.config import TrainConfig
 from rtune.train.examples import build_rows

@@ -11,7 +11,8 @@ import pytest
 
 from rtune.data.records import TrainingGroup
 from rtune.errors import InputError
-from rtune.mine.run import MineConfig, mine
+from rtune.mine.config import MineConfig
+from rtune.mine.run import mine
 from rtune.train.cross_encoder import _training_arguments, train_cross_encoder
 from rtune.train.cross_encoder_config import RerankerTrainConfig
 from rtune.train.examples import build_rows
@@ -108,7 +109,7 @@ def test_mnrl_loss_is_softmax_cross_entropy_over_own_and_in_batch_passages(toy):
 def test_each_epoch_trains_on_its_own_block(tmp_path):
     from datasets import Dataset
 
-    from rtune.train.batch_sampler import no_conflicts
+    from rtune.train.examples import no_conflicts
 
     config = RerankerTrainConfig(groups=tmp_path, output=tmp_path / "m", epochs=2, batch_size=4)
     args = _training_arguments(config, tmp_path, False, 10, no_conflicts(range(20)))
@@ -131,11 +132,11 @@ def test_train_reranker_end_to_end_keeps_best_and_matches_eval_rerank(toy, tmp_p
     assert summary["examples_per_epoch"] == 6 * 4 and summary["first_stage"]["ranker"] == "bm25"
     model = CrossEncoder(str(out))
     assert model.num_labels == 1 and np.isfinite(model.predict([("Who created Python?", "Python is a language.")])).all()
-    from rtune.score.cross_encoder import CrossEncoderTeacher
+    from rtune.models.rerankers.cross_encoder import CrossEncoderReranker
     from rtune.score.config import ScoreConfig
 
     # scoring and eval --rerank use the length it was trained at, not a generic 512 (or the position table's 128)
-    assert CrossEncoderTeacher(str(out), device="cpu").settings()["max_length"] == 64
+    assert CrossEncoderReranker(str(out), device="cpu").settings()["max_length"] == 64
     assert "max_length" not in ScoreConfig(groups=groups, output=tmp_path / "s", model=str(out)).teacher_settings()
     card = (out / "README.md").read_text()
     assert "## rtune lineage" in card and "dev evaluation reranks the top 5 of `bm25`" in card and "- loss: `bce`" in card
@@ -250,3 +251,25 @@ def test_resumed_training_equals_an_uninterrupted_one(toy, tmp_path, monkeypatch
     assert max(float(np.abs(weights[k] - expected[k]).max()) for k in expected) < 1e-5
     manifest = json.loads((tmp_path / "m" / "rtune_manifest.json").read_text())["stats"]
     assert manifest["resumed_from"]["checkpoint"] == "checkpoint-4"
+
+
+def test_the_dev_first_stage_runs_bm25_in_the_language_prepare_recorded(squad_file, tmp_path, monkeypatch):
+    """No `language` given: the cross-encoder's BM25 first stage takes the dataset's recorded language (it took en)."""
+    from rtune.data.beir import read_beir
+    from rtune.data.prepare import PrepareConfig, prepare
+    from rtune.index.rankers import BM25Ranker
+    from rtune.train.cross_encoder import dev_evaluator
+
+    prepare(PrepareConfig(input=squad_file, output=tmp_path / "vi", language="vi", train=0.5, dev=0.25, test=0.25))
+    languages = []
+    real_init = BM25Ranker.__init__
+
+    def spy(self, corpus, language="en", use_title=True):
+        languages.append(language)
+        real_init(self, corpus, language, use_title)
+
+    monkeypatch.setattr(BM25Ranker, "__init__", spy)
+    config = RerankerTrainConfig(groups=tmp_path / "g.jsonl", output=tmp_path / "out", dataset=tmp_path / "vi", rerank_top=2)
+    assert config.language is None
+    dev_evaluator(config, read_beir(tmp_path / "vi"), use_title=True)
+    assert languages == ["vi"]

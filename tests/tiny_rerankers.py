@@ -35,7 +35,7 @@ def build_tiny_causal_lm(folder: Path, with_yes: bool = True, seed: int = 0, ext
     from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from rtune.score.llm import DEFAULT_PROMPT
+    from rtune.models.rerankers.llm import DEFAULT_PROMPT
 
     splitter = pre_tokenizers.Whitespace()
     texts = [*TOY_TEXTS, DEFAULT_PROMPT, "A: B: No", *extra_texts]

@@ -14,7 +14,7 @@ def __getattr__(name: str):
 
         return Retriever
     if name == "HybridSettings":
-        from rtune.eval.fusion import HybridSettings
+        from rtune.index.fusion import HybridSettings
 
         return HybridSettings
     raise AttributeError(name)

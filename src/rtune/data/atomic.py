@@ -140,8 +140,6 @@ def check_writable(path: str | Path, what: str = "output", inside: bool = False)
 def check_output_not_input(output: str | Path, inputs: dict[str, str | Path]) -> None:
     """Refuse an output that is, or contains, one of the inputs: `--overwrite` would delete it.
     `inputs` maps option names to paths (those that do not exist are ignored)."""
-    from rtune.errors import InputError
-
     out = Path(output).expanduser().resolve()
     for option, value in inputs.items():
         path = Path(value).expanduser()

@@ -6,7 +6,8 @@ import contextlib
 import dataclasses
 import json
 import math
-from collections.abc import Iterator
+import random
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from rtune.data.atomic import atomic_file
@@ -131,6 +132,15 @@ def read_groups(source: Source) -> Iterator[TrainingGroup]:
                             prompt=str(obj.get("prompt") or ""), extra=extra, **lists)
     if count == 0:
         raise InputError("no training groups", name)
+
+
+def sample_groups(items: Sequence, max_n: int | None, seed: int) -> list:
+    """A seeded sample of at most `max_n` items (groups, or their positions), kept in their order; all of them
+    when no cap. `rtune train`, `train-reranker`, `train-llm-reranker` and `score --max-queries` draw the same."""
+    if max_n is None or max_n >= len(items):
+        return list(items)
+    chosen = sorted(random.Random(seed).sample(range(len(items)), max_n))
+    return [items[i] for i in chosen]
 
 
 def has_teacher_scores(group: TrainingGroup) -> bool:

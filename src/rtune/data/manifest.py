@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import platform
@@ -11,30 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from rtune.data.atomic import atomic_file
+from rtune.data.identity import content_identity
 
 MANIFEST_NAME = "manifest.json"
 TRACKED_PACKAGES = ("rtune", "torch", "transformers", "sentence-transformers", "bm25s", "faiss-cpu", "ir-measures", "numpy")
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Content hash of a file (inputs are identified by what they hold, not their name)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def path_fingerprint(path: str | Path) -> dict[str, Any]:
-    """sha256 of a file, or of every file (sorted) in a folder."""
-    path = Path(path)
-    if path.is_file():
-        return {"path": str(path), "sha256": file_sha256(path)}
-    digest = hashlib.sha256()
-    for item in sorted(p for p in path.rglob("*") if p.is_file() and p.name != MANIFEST_NAME):
-        digest.update(str(item.relative_to(path)).encode())
-        digest.update(file_sha256(item).encode())
-    return {"path": str(path), "sha256": digest.hexdigest()}
+    """An input as a manifest records it: its path and content identity (rtune.data.identity)."""
+    return {"path": str(path), "sha256": content_identity(path)}
 
 
 def library_versions() -> dict[str, str]:

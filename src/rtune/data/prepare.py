@@ -18,6 +18,7 @@ from rtune.data.qa_pairs import read_qa_pairs
 from rtune.data.splits import SplitFractions, check_leaks, cross_split_report, split_dataset
 from rtune.data.squad import read_squad
 from rtune.errors import InputError
+from rtune.stage import DATASET, PIPELINE_DATASET, StageSpec
 
 log = logging.getLogger(__name__)
 
@@ -94,3 +95,24 @@ def prepare(config: PrepareConfig) -> dict:
         inputs = [config.input] + ([config.corpus] if config.corpus else [])
         write_manifest(tmp, "prepare", config.model_dump(mode="json"), inputs, started, stats)
     return stats
+
+
+def summary(config: PrepareConfig, stats: dict) -> list[str]:
+    """The terminal's lines after `rtune prepare`."""
+    sizes = ", ".join(f"{split} {counts['queries']}" for split, counts in stats["sizes"].items())
+    lines = [f"{config.output}: {stats['documents']} documents; queries per split: {sizes}",
+             f"query texts judged in more than one split (different positives, allowed): {stats['queries_texts_in_several_splits']}"]
+    if stats["true_leaks"]:
+        lines.append(f"true leaks kept because --allow-leaks was given: {stats['true_leaks']}")
+    return lines
+
+
+PREPARE = StageSpec(
+    name="prepare", config=PrepareConfig, run=prepare, produces=DATASET,
+    help="Convert raw data (SQuAD json, BEIR folder, QA-pairs jsonl) into a split BEIR dataset.",
+    refs={"input": DATASET}, defaults=lambda settings: {"input": PIPELINE_DATASET}, positional=("input",),
+    panels={"Input": ("input", "format", "corpus", "language"),
+            "Split": ("split_by", "train", "dev", "test", "resplit", "seed", "allow_leaks"),
+            "Output": ("output", "overwrite")},
+    summary=summary,
+)

@@ -52,3 +52,5 @@ class TrainingGroup:
 
 # qrels: query id -> document id -> graded relevance (BEIR / pytrec_eval shape).
 Qrels = dict[str, dict[str, int]]
+# a run: query id -> document id -> score (higher = better; see rtune.data.run_file for the tie order)
+Run = dict[str, dict[str, float]]

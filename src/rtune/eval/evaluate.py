@@ -8,25 +8,29 @@ from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
-from rtune.data.atomic import atomic_dir
+from rtune.data.atomic import atomic_dir, ensure_new_output
 from rtune.data.beir import read_beir
 from rtune.data.dataset import RetrievalDataset
 from rtune.data.manifest import write_manifest
-from rtune.errors import InputError
-from rtune.eval.collapse import warn_if_collapsed
+from rtune.data.run_file import write_run
+from rtune.errors import InputError, check_choice
 from rtune.eval.metrics import DEFAULT_KS, DEFAULT_METRICS, compute_metrics, metric_names
-from rtune.eval.rankers import BM25Ranker, DenseRanker, Ranker
-from rtune.eval.run_file import write_run
+from rtune.eval.report import metrics_grid
+from rtune.eval.rerank_eval import add_reranked
 from rtune.index.bm25 import dataset_language
+from rtune.index.collapse import warn_if_collapsed
 from rtune.index.dense_search import INDEX_TYPES
+from rtune.index.embedding_cache import cache_for
+from rtune.index.fusion import FUSION_METHODS, HybridRanker
+from rtune.index.rankers import BM25Ranker, DenseRanker, Ranker
 from rtune.models.encoder_options import EncoderOptions
+from rtune.stage import DATASET, EVAL, MODEL, RERANKER, StageSpec
 
 BM25 = "bm25"
 
 
 class EvalConfig(EncoderOptions):
     """Everything `rtune eval` needs. `model` is `bm25`, a model folder or a hub id."""
-
     dataset: Path = Field(description="prepared dataset folder (`rtune prepare` output)")
     model: str = Field(BM25, description="bm25, a model folder or a hub id")
     split: str = Field("test", description="split whose queries are evaluated")
@@ -53,8 +57,6 @@ class EvalConfig(EncoderOptions):
     @field_validator("index_type")
     @classmethod
     def _known_index_type(cls, value: str) -> str:
-        from rtune.errors import check_choice
-
         return check_choice("index type", value, INDEX_TYPES)
 
     @model_validator(mode="after")
@@ -69,9 +71,6 @@ class EvalConfig(EncoderOptions):
     @field_validator("hybrid", "fusion", "rerank_fusion")
     @classmethod
     def _fusion_choices(cls, value: str | None, info) -> str | None:
-        from rtune.errors import check_choice
-        from rtune.eval.fusion import FUSION_METHODS
-
         valid = [BM25] if info.field_name == "hybrid" else FUSION_METHODS
         return value if value is None else check_choice(f"--{info.field_name}", value, valid)
 
@@ -79,7 +78,6 @@ class EvalConfig(EncoderOptions):
 def build_ranker(config: EvalConfig, dataset: RetrievalDataset) -> Ranker:
     corpus = list(dataset.corpus.values())
     if config.hybrid and config.model != BM25:
-        from rtune.eval.fusion import HybridRanker
 
         lexical = build_ranker(config.model_copy(update={"model": BM25, "hybrid": None}), dataset)
         dense = build_ranker(config.model_copy(update={"hybrid": None}), dataset)
@@ -88,7 +86,7 @@ def build_ranker(config: EvalConfig, dataset: RetrievalDataset) -> Ranker:
         return BM25Ranker(corpus, dataset_language(config.language, config.dataset), use_title=config.resolve_settings().use_title)
     encoder = config.build_encoder(config.model)
     return DenseRanker(encoder, corpus, name=config.model, batch_size=config.encode_batch_size,
-                       cache=config.build_cache(), dtype=config.embedding_dtype, use_title=encoder.settings.use_title,
+                       cache=cache_for(config), dtype=config.embedding_dtype, use_title=encoder.settings.use_title,
                        index_type=config.index_type)
 
 
@@ -113,7 +111,6 @@ def evaluate(config: EvalConfig, dataset: RetrievalDataset | None = None, ranker
     if ranker is None and (config.model == BM25 or config.hybrid):  # the manifest records the language BM25 ran in
         config = config.model_copy(update={"language": dataset_language(config.language, config.dataset)})
     if config.output is not None:
-        from rtune.data.atomic import ensure_new_output
 
         ensure_new_output(config.output, config.overwrite)  # fail before the work, not after
     dataset = dataset or read_beir(config.dataset)
@@ -122,7 +119,6 @@ def evaluate(config: EvalConfig, dataset: RetrievalDataset | None = None, ranker
     means, per_query, run = evaluate_ranker(ranker, dataset, config.split, names, config.rerank_top if config.rerank else 0)
     reranked: dict | None = None
     if config.rerank:
-        from rtune.eval.rerank_eval import add_reranked
 
         means, per_query, reranked = add_reranked(config, dataset, run, means, per_query, names)
     if config.output is not None:
@@ -137,3 +133,29 @@ def evaluate(config: EvalConfig, dataset: RetrievalDataset | None = None, ranker
             inputs = [config.dataset] + [m for m in (config.model, config.rerank) if m and Path(m).exists()]
             write_manifest(tmp, "eval", config.model_dump(mode="json"), inputs, started, {"metrics": means})
     return means
+
+
+def summary(config: EvalConfig, means: dict) -> list:
+    """The terminal's metric grid after `rtune eval`."""
+    lines: list = [metrics_grid(means, title=f"{config.model} on {config.dataset} / {config.split}")]
+    if config.output:
+        lines.append(f"metrics, per-query values and run.trec written to {config.output}")
+    return lines
+
+
+EVAL_STAGE = StageSpec(
+    name="eval", config=EvalConfig, run=evaluate, produces=EVAL,
+    help="Evaluate BM25 or a bi-encoder on a split: metrics, per-query values, TREC run.",
+    refs={"dataset": DATASET, "model": MODEL, "rerank": RERANKER},
+    defaults=lambda settings: {"dataset": DATASET, "model": MODEL},
+    compute=lambda config: config.compute_identity() if config.model != BM25 or config.rerank else None,
+    panels={
+        "Input": ("dataset", "split", "model", "use_title"),
+        "BM25": ("language",),
+        "Dense": ("index_type", "*encoder"),
+        "Metrics": ("metrics", "ks"),
+        "Rerank and hybrid": ("rerank", "rerank_top", "rerank_fusion", "rerank_weight", "hybrid", "fusion", "dense_weight"),
+        "Output": ("output", "overwrite"),
+    },
+    summary=summary,
+)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from rtune.data.records import Qrels
+from rtune.data.records import Qrels, Run
+from rtune.data.run_file import ranked
 from rtune.errors import InputError, check_choice
 
 # our name -> ir-measures measure family (computed by pytrec_eval, i.e. trec_eval's definitions)
@@ -19,7 +20,6 @@ METRIC_FAMILIES: dict[str, str] = {
 DEFAULT_METRICS: tuple[str, ...] = ("ndcg", "map", "mrr", "recall", "hit")
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10, 25, 100)
 
-Run = dict[str, dict[str, float]]
 
 
 def metric_names(metrics: Iterable[str] = DEFAULT_METRICS, ks: Iterable[int] = DEFAULT_KS) -> list[str]:
@@ -44,12 +44,20 @@ def parse_metric(name: str):
     return ir_measures.parse_measure(f"{METRIC_FAMILIES[family]}@{k}")
 
 
+def rank_scores(docs: dict[str, float]) -> dict[str, float]:
+    """One query's documents scored by their place in rtune's order (n for the first, 1 for the last): strictly
+    decreasing, so a metric library's own tie rule cannot reorder what rtune ranked."""
+    order = ranked(docs)
+    return {doc: float(len(order) - i) for i, (doc, _) in enumerate(order)}
+
+
 def compute_metrics(qrels: Qrels, run: Run, names: Sequence[str]) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """Mean and per-query values of each metric. Every judged query counts: one missing from the run scores 0."""
+    """Mean and per-query values of each metric over the run as rtune ranks it (rtune.data.run_file.ranked). Every
+    judged query counts: one missing from the run scores 0."""
     import ir_measures
 
     measures = {parse_metric(n): n for n in names}
-    full_run = {qid: run.get(qid, {}) for qid in qrels}
+    full_run = {qid: rank_scores(run.get(qid, {})) for qid in qrels}
     per_query: dict[str, dict[str, float]] = {qid: {n: 0.0 for n in names} for qid in qrels}
     for result in ir_measures.iter_calc(list(measures), qrels, {q: r for q, r in full_run.items() if r}):
         per_query[result.query_id][measures[result.measure]] = float(result.value)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from rtune.eval.metrics import Run, compute_metrics
+from rtune.data.records import Run
+from rtune.data.text import document_text
+from rtune.eval.metrics import compute_metrics
+from rtune.index.rerank import fuse_with_first_stage, rerank_run
+from rtune.models.rerankers.registry import load_reranker
 
 log = logging.getLogger(__name__)
 
@@ -12,10 +16,6 @@ def add_reranked(config, dataset, run: Run, means: dict, per_query: dict, names:
     """Rerank `run`'s top `config.rerank_top` with `config.rerank`; return the means and per-query values with
     the reranked ones added under `reranked.<metric>` (first-stage names unchanged) and, with
     `config.rerank_fusion`, the fused ones under `reranked_fused.<metric>`; and the runs by those names."""
-    from rtune.data.text import document_text
-    from rtune.score.rerank import fuse_with_first_stage, rerank_run
-    from rtune.score.reranker import load_reranker
-
     depth = max((len(docs) for docs in run.values()), default=0)
     if depth < config.rerank_top:
         log.info("the first stage returned at most %d documents per query; reranking those", depth)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rtune.data.manifest import read_manifest
 from rtune.index.ranking import RankedBatch, collect, no_given, with_progress
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,6 @@ DEFAULT_LANGUAGE = "en"
 def dataset_language(option: str | None, dataset: str | Path | None) -> str:
     """The BM25 language: `option` when given, else the one `rtune prepare --language` recorded in the dataset's
     manifest, else English. An option that contradicts the recorded language is used, with a warning."""
-    from rtune.data.manifest import read_manifest
-
     recorded = None
     if dataset is not None:
         try:
@@ -79,7 +78,6 @@ class BM25Index:
     Each query is scored over the whole corpus and cut to its top k at once, so memory is the index plus
     one score vector, whatever the number of queries.
     """
-
     name = "bm25"
 
     def __init__(self, language: str = "en", k1: float = 1.5, b: float = 0.75, method: str = "lucene") -> None:

@@ -9,8 +9,8 @@ import numpy as np
 from rtune.index.dense_search import ApproximateIndex, ExactIndex, make_searcher
 from rtune.index.embedding_cache import EmbeddingCache
 from rtune.index.embeddings import cached_embeddings
-from rtune.index.encoder import Encoder
 from rtune.index.ranking import RankedBatch, no_given
+from rtune.models.encoder import Encoder
 
 
 class DenseIndex:

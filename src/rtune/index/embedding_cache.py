@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 
 
 
+def cache_for(options) -> EmbeddingCache | None:
+    """The embedding cache an EncoderOptions config asks for (`cache`, `cache_dir`), or None."""
+    return EmbeddingCache(options.cache_dir) if options.cache else None
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("RTUNE_CACHE_DIR", Path.home() / ".cache" / "rtune" / "embeddings"))
 

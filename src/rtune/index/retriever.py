@@ -10,21 +10,26 @@ import numpy as np
 
 from rtune.data.beir import read_corpus
 from rtune.data.records import Document
+from rtune.data.run_file import ranked
 from rtune.data.text import document_text, document_texts
 from rtune.errors import InputError, check_choice
-from rtune.eval.fusion import HybridSettings, fused_top_k, ranks
-from rtune.index.bm25 import BM25Index
+from rtune.index.bm25 import DEFAULT_LANGUAGE, BM25Index, dataset_language
 from rtune.index.dense_index import DenseIndex
 from rtune.index.dense_search import INDEX_TYPES
 from rtune.index.embeddings import cached_embeddings
-from rtune.index.encoder import Encoder
+from rtune.index.fusion import FUSION_METHODS, HybridSettings, check_weight, fused_top_k, ranks
+from rtune.index.rankers import rank_run
+from rtune.index.rerank import fuse_with_first_stage, rerank_run
+from rtune.index.saved import load_retriever, save_retriever
+from rtune.models.encoder import Encoder
+from rtune.models.encoder_options import EncoderOptions
+from rtune.models.rerankers.registry import load_reranker
 
 
 @dataclass(frozen=True, slots=True)
 class HybridScores:
     """How a hybrid hit was ranked: its fused score and, for each run that found it among its candidates, its
     score and rank there (1 = best; None when that run did not have it)."""
-
     fused: float
     dense_score: float | None
     dense_rank: int | None
@@ -36,7 +41,6 @@ class HybridScores:
 class Hit:
     """One retrieved document. `score`: the dense, fused (hybrid) or, with a reranker, reranker score;
     `hybrid`: the fusion's parts in hybrid mode (kept through reranking), else None."""
-
     doc_id: str
     score: float
     text: str
@@ -72,18 +76,16 @@ class Retriever:
     >>> retriever.retrieve("capital of France", top_k=1)[0].doc_id
     '0'
     """
-
     def __init__(self, encoder: Encoder, batch_size: int = 64, reranker=None, rerank_top: int = 50,
                  index_type: str = "exact", seed: int = 0, hybrid: HybridSettings | None = None,
                  rerank_fusion: str | None = None, rerank_weight: float = 0.5) -> None:
-        """`reranker`: a Reranker (rtune.score.reranker) or a cross-encoder / LLM reranker folder or hub id that
+        """`reranker`: a Reranker (rtune.models.rerankers.registry) or a cross-encoder / LLM reranker folder or hub id that
         re-scores each query's top `rerank_top` hits; with `rerank_fusion` (minmax or rrf) their order is the
         reranker's scores fused with the first stage's, the reranker weighing `rerank_weight` (as
         `rtune eval --rerank-fusion`). `index_type`: exact, ivf or hnsw (`seed`: IVF training sample).
         `hybrid`: fuse BM25 with the dense search (see HybridSettings); the reranker then reranks the fused hits."""
         check_choice("index type", index_type, INDEX_TYPES)
         if rerank_fusion is not None:
-            from rtune.eval.fusion import FUSION_METHODS, check_weight
 
             check_choice("rerank fusion", rerank_fusion, FUSION_METHODS)
             if reranker is None:
@@ -100,7 +102,6 @@ class Retriever:
         self.batch_size = batch_size
         self.index_type, self.seed = index_type, seed
         if isinstance(reranker, (str, Path)):
-            from rtune.score.reranker import load_reranker
 
             reranker = load_reranker(str(reranker))
         self.reranker, self.rerank_top = reranker, rerank_top
@@ -124,8 +125,6 @@ class Retriever:
         """Load a sentence-transformers model (folder, hub id, or None for the default MiniLM) with the
         encoder settings saved beside it; `settings` (query_prompt, query_instruction, query_format,
         document_prompt, max_query_length, max_passage_length, use_title) override them."""
-        from rtune.models.encoder_options import EncoderOptions
-
         encoder = EncoderOptions(device=device, **settings).build_encoder(str(name_or_path) if name_or_path else None)
         return cls(encoder, batch_size=batch_size, reranker=reranker, rerank_top=rerank_top, index_type=index_type,
                    hybrid=hybrid, rerank_fusion=rerank_fusion, rerank_weight=rerank_weight)
@@ -195,10 +194,8 @@ class Retriever:
         return self._rerank(list(queries), hits, top_k, show_progress)
 
     def _hybrid_hits(self, queries: list[str], embeddings: np.ndarray, k: int, show_progress: bool) -> list[list[Hit]]:
-        """Each query's k best after fusing BM25's and the dense search's candidates (rtune.eval.fusion.fused_top_k,
+        """Each query's k best after fusing BM25's and the dense search's candidates (rtune.index.fusion.fused_top_k,
         the function `rtune eval --hybrid` ranks with)."""
-        from rtune.eval.rankers import rank_run
-
         depth = self.hybrid.depth(k)
         ids = [d.id for d in self.documents]
         qids = {str(i): q for i, q in enumerate(queries)}
@@ -214,7 +211,7 @@ class Retriever:
             lex, den, lex_rank, den_rank = lexical[qid], dense[qid], ranks(lexical[qid]), ranks(dense[qid])
             out.append([Hit(d, float(s), by_id[d].text,
                             HybridScores(float(s), den.get(d), den_rank.get(d), lex.get(d), lex_rank.get(d)))
-                        for d, s in sorted(row.items(), key=lambda kv: (-kv[1], kv[0]))])
+                        for d, s in ranked(row)])
         return out
 
     def _documents_by_id(self) -> dict[str, Document]:
@@ -225,8 +222,6 @@ class Retriever:
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write the index with everything needed to serve it (see rtune.index.saved); atomic."""
-        from rtune.index.saved import save_retriever
-
         if self.index is None:
             raise RuntimeError("call index_documents() before save()")
         return save_retriever(self, Path(path), overwrite)
@@ -238,28 +233,23 @@ class Retriever:
         """A retriever saved by `save`: the same model and encoder settings, documents and index, nothing re-encoded.
         `hybrid`: None keeps the saved hybrid settings (or none), False turns hybrid off, a HybridSettings replaces
         them (e.g. `HybridSettings.from_record(...)`: the fusion chosen on dev)."""
-        from rtune.index.saved import load_retriever
-
         return load_retriever(cls, Path(path), device, batch_size=batch_size, reranker=reranker, rerank_top=rerank_top,
                               hybrid=hybrid, rerank_fusion=rerank_fusion, rerank_weight=rerank_weight)
 
     def _rerank(self, queries: list[str], hits: list[list[Hit]], top_k: int, show_progress: bool) -> list[list[Hit]]:
         """Each query's top `rerank_top` hits re-scored by the reranker, the rest after them; top_k kept."""
-        from rtune.score.rerank import rerank_run
-
         documents = self._documents_by_id()
         texts = {h.doc_id: document_text(documents[h.doc_id], self.use_title) for row in hits for h in row}
         run = {str(i): {h.doc_id: h.score for h in row} for i, row in enumerate(hits)}
         reranked = rerank_run(run, {str(i): q for i, q in enumerate(queries)}, texts, self.reranker, self.rerank_top,
                               batch_size=self.batch_size, show_progress=show_progress)
         if self.rerank_fusion is not None:
-            from rtune.score.rerank import fuse_with_first_stage
 
             reranked = fuse_with_first_stage(run, reranked, self.rerank_top, self.rerank_fusion, self.rerank_weight)
         out = []
         for i, row in enumerate(hits):
             by_id, scores = {h.doc_id: h for h in row}, reranked[str(i)]
-            best = sorted(scores, key=lambda d: -scores[d])[:top_k]
+            best = [d for d, _ in ranked(scores)[:top_k]]
             out.append([replace(by_id[d], score=scores[d]) for d in best])
         return out
 
@@ -270,8 +260,6 @@ class Retriever:
 
 def _corpus_language(corpus) -> str:
     """The BM25 language recorded in a prepared dataset when `corpus` is its corpus.jsonl (or folder), else en."""
-    from rtune.index.bm25 import DEFAULT_LANGUAGE, dataset_language
-
     if isinstance(corpus, (str, Path)):
         path = Path(corpus)
         return dataset_language(None, path if path.is_dir() else path.parent)

@@ -22,8 +22,11 @@ from rtune.data.jsonl import read_jsonl, require_text, write_jsonl
 from rtune.data.records import Document
 from rtune.data.text import describe_rule
 from rtune.errors import InputError
+from rtune.index.bm25 import BM25Index
 from rtune.index.dense_index import DenseIndex
 from rtune.index.dense_search import INDEX_TYPES, ApproximateIndex, ExactIndex
+from rtune.index.fusion import HybridSettings
+from rtune.models.encoder_options import EncoderOptions
 from rtune.models.fingerprint import model_fingerprint
 
 FORMAT = "rtune-retriever/1"
@@ -83,8 +86,6 @@ def _read_documents(file: Path) -> list[Document]:
 
 def _hybrid_settings(meta: dict, given, file: Path):
     """The hybrid settings to load with: `given` (a HybridSettings), none (`given` False) or the saved ones (None)."""
-    from rtune.eval.fusion import HybridSettings
-
     if given is False:
         return None
     if given is None:
@@ -102,8 +103,6 @@ def _hybrid_settings(meta: dict, given, file: Path):
 def _load_bm25(retriever, folder: Path) -> None:
     """Use the saved BM25 index when it matches the language and documents; else build it again from the saved
     documents (deterministic: the same texts, language and parameters give the same index)."""
-    from rtune.index.bm25 import BM25Index
-
     if retriever.hybrid is None:
         return
     if (folder / BM25Index.SETTINGS_FILE).is_file():
@@ -119,8 +118,6 @@ def _load_bm25(retriever, folder: Path) -> None:
 def load_retriever(cls, path: Path, device: str | None = None, hybrid=None, **kwargs):
     """A `cls` (Retriever) restored from `path`: same model weights (checked), settings, documents and index.
     `hybrid`: None keeps the saved hybrid settings, False drops them, a HybridSettings replaces them."""
-    from rtune.models.encoder_options import EncoderOptions
-
     meta = _read_meta(path)
     settings = _hybrid_settings(meta, hybrid, path / META)
     documents = _read_documents(path / DOCUMENTS)

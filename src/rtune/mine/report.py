@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rtune.index.collapse import looks_collapsed, most_common_share
+
 
 def describe(values: list[float]) -> dict[str, float]:
     """Summary statistics of a list of numbers (empty -> {})."""
@@ -21,7 +23,6 @@ def describe(values: list[float]) -> dict[str, float]:
 @dataclass
 class MiningReport:
     """Accumulates per-query outcomes; `as_dict()` is what goes to mining_report.json."""
-
     wanted: int
     range_end: int
     queries: int = 0
@@ -70,13 +71,9 @@ class MiningReport:
 
     def top1_share(self) -> float:
         """The share of queries whose first-ranked document is the most common one."""
-        from rtune.eval.collapse import most_common_share
-
         return most_common_share(self.first_documents.elements())
 
     def looks_collapsed(self) -> bool:
-        from rtune.eval.collapse import looks_collapsed
-
         return looks_collapsed(self.top1_share(), self.ranked_queries(), self.corpus_size)
 
     def finish_query(self, total_negatives: int) -> None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rtune.data.atomic import atomic_file
 from rtune.errors import InputError
+from rtune.models.names import looks_like_path, resolve_model
 
 ADAPTER_CONFIG = "adapter_config.json"
 BASE_REFERENCE = "rtune_adapter.json"
@@ -33,8 +35,6 @@ def is_adapter_folder(path: str | Path) -> bool:
 
 def write_base_reference(folder: str | Path, base: str) -> Path:
     """Record the adapter's base model (a folder or GGUF file as an absolute path, else the hub id)."""
-    from rtune.data.atomic import atomic_file
-
     base_path = Path(base).expanduser()
     value = str(base_path.resolve()) if base_path.exists() else base
     path = Path(folder) / BASE_REFERENCE
@@ -55,8 +55,6 @@ def _read_json(path: Path) -> dict:
 
 def adapter_base(folder: str | Path) -> str:
     """The base model of an adapter folder, resolved; InputError naming the folder when it cannot be found."""
-    from rtune.models.loading import looks_like_path, resolve_model
-
     folder = Path(folder)
     reference = folder / BASE_REFERENCE
     key, raw = ("base_model", _read_json(reference)) if reference.is_file() else (

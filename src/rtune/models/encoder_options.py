@@ -8,6 +8,11 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rtune.errors import check_choice
+from rtune.models.encoder import SentenceTransformerEncoder
+from rtune.models.icl import check_examples, read_examples
+from rtune.models.loading import load_bi_encoder
+from rtune.models.names import resolve_model
+from rtune.models.precision import resolve_device
 from rtune.models.settings import PADDING_SIDES, POOLINGS, TORCH_DTYPES, EncoderSettings
 
 DTYPES: tuple[str, ...] = ("float32", "float16")  # how corpus embeddings are stored in the cache
@@ -19,7 +24,6 @@ SETTING_FIELDS = ("query_prompt", "document_prompt", "query_instruction", "query
 class EncoderOptions(BaseModel):
     """How a bi-encoder is loaded and fed, and where its embeddings are cached. Settings left unset come
     from the model's saved `rtune_encoder.json` (or its sentence-transformers prompts), then the defaults."""
-
     model_config = ConfigDict(extra="forbid")
 
     query_prompt: str | None = Field(None, description="prefix for queries [default: the model's saved one]")
@@ -53,8 +57,6 @@ class EncoderOptions(BaseModel):
 
     def setting_overrides(self) -> dict:
         """The encoder settings given explicitly (None = not given); an examples file is read here."""
-        from rtune.models.icl import check_examples, read_examples
-
         values = {name: getattr(self, name) for name in SETTING_FIELDS}
         examples = values["icl_examples"]
         if examples is not None:
@@ -68,23 +70,18 @@ class EncoderOptions(BaseModel):
             saved = EncoderSettings.from_model(model) if model is not None else EncoderSettings()
         return saved.override(**self.setting_overrides())
 
+    def compute_identity(self) -> str:
+        """The device type and weights dtype the embeddings are computed in (e.g. `cpu:float32`): part of the
+        freshness key of a stage that encodes with a model (rtune.stage.StageSpec.compute)."""
+        return f"{resolve_device(self.device).split(':')[0]}:{self.torch_dtype or 'float32'}"
+
     def load_model(self, model: str | None):
         """The SentenceTransformer for `model` (folder, hub id, GGUF file, base + adapter folder or the
         default), loaded with the pooling, EOS, padding side and dtype of the resolved settings."""
-        from rtune.models.loading import load_bi_encoder, resolve_model
-
         return load_bi_encoder(model, self.device, self.resolve_settings(resolve_model(model)))
 
     def build_encoder(self, model: str):
         """Load `model` (folder, hub id or the default) into an Encoder that the cache can identify."""
-        from rtune.index.encoder import SentenceTransformerEncoder
-        from rtune.models.loading import resolve_model
-
         resolved = resolve_model(model)
         loaded = self.load_model(model)
         return SentenceTransformerEncoder(loaded, self.resolve_settings(resolved, loaded), model_id=resolved)
-
-    def build_cache(self):
-        from rtune.index.embedding_cache import EmbeddingCache
-
-        return EmbeddingCache(self.cache_dir) if self.cache else None

@@ -8,6 +8,8 @@ import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
+from rtune.errors import InputError
+
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -22,7 +24,6 @@ def split_gguf(name_or_path: str | Path) -> tuple[str, str] | None:
 def gguf_kwargs(gguf_file: str) -> dict:
     """The keyword arguments that make transformers read config, tokenizer and weights from one GGUF file."""
     if importlib.util.find_spec("gguf") is None:
-        from rtune.errors import InputError
 
         raise InputError(f"loading {gguf_file} needs the `gguf` package: pip install 'rtune[llm]'")
     return {"gguf_file": gguf_file}
@@ -35,7 +36,6 @@ def as_dense_model(model):
     if quantizer is None or getattr(quantizer.quantization_config, "quant_method", None) != "gguf":
         return model
     if not getattr(quantizer.quantization_config, "dequantize", False):
-        from rtune.errors import InputError
 
         raise InputError("the GGUF weights were kept quantized (a GGUF kernel is installed); load with "
                          "GgufConfig(dequantize=True) to train or save them")

@@ -14,14 +14,19 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rtune.data.atomic import atomic_dir, ensure_new_output
+from rtune.data.manifest import write_manifest
 from rtune.errors import InputError
-
-RERANKER_SETTINGS = "rtune_reranker.json"
+from rtune.models.adapter import adapter_base, is_adapter_folder, merge_adapter_into_model
+from rtune.models.causal_lm import load_causal_lm
+from rtune.models.loading import load_bi_encoder
+from rtune.models.rerankers.llm import RERANKER_SETTINGS
+from rtune.models.settings import EncoderSettings
+from rtune.stage import MODEL, RERANKER, StageSpec
 
 
 class MergeConfig(BaseModel):
     """Everything `rtune merge` needs."""
-
     model_config = ConfigDict(extra="forbid")
 
     adapter: Path = Field(description="adapter folder written by `rtune train --lora-rank` or `rtune train-llm-reranker`")
@@ -33,17 +38,12 @@ def load_causal_lm_with_adapter(folder: str | Path, device: str = "cpu"):
     """(tokenizer, PeftModel) of an LLM-reranker adapter folder on its base (a folder, hub id or GGUF file), fp32."""
     import torch
 
-    from rtune.score.llm import load_causal_lm
 
     return load_causal_lm(str(folder), torch.float32, device)
 
 
 def merge(config: MergeConfig) -> dict:
     """Merge `config.adapter` into its base and save the full model at `config.output`; returns a summary."""
-    from rtune.data.atomic import atomic_dir, ensure_new_output
-    from rtune.data.manifest import write_manifest
-    from rtune.models.adapter import adapter_base, is_adapter_folder
-
     started = time.time()
     adapter = config.adapter
     if not adapter.is_dir() or not is_adapter_folder(adapter):
@@ -66,13 +66,30 @@ def merge(config: MergeConfig) -> dict:
 
 
 def _merge_bi_encoder(adapter: Path, out: Path) -> None:
-    from rtune.models.adapter import merge_adapter_into_model
-    from rtune.models.loading import load_bi_encoder
-    from rtune.models.settings import EncoderSettings
-
     settings = EncoderSettings.load(adapter)
     model = load_bi_encoder(str(adapter), "cpu", settings)
     merge_adapter_into_model(model)
     model.save(str(out))
     if settings is not None:
         settings.save(out)
+
+
+def summary(config: MergeConfig, result: dict) -> list[str]:
+    """The terminal's line after `rtune merge`."""
+    return [f"merged {result['kind']} (base {result['base_model']}) saved to {config.output}"]
+
+
+def merged_kind(ref_kinds, settings) -> str:
+    """A merged bi-encoder adapter is a model; a merged LLM-reranker adapter (no sentence-transformers modules) a
+    reranker: the kind of the stage the adapter comes from, or what the adapter folder holds."""
+    if "adapter" in ref_kinds:
+        return ref_kinds["adapter"]
+    folder = Path(str(settings.get("adapter", "")))
+    return RERANKER if folder.is_dir() and not (folder / "modules.json").is_file() else MODEL
+
+
+MERGE = StageSpec(
+    name="merge", config=MergeConfig, run=merge, produces=merged_kind,
+    help="Merge a LoRA adapter folder into its base: a full model that loads without peft.",
+    refs={"adapter": (MODEL, RERANKER)}, positional=("adapter",), summary=summary,
+)

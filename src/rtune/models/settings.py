@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from rtune.data.atomic import atomic_file
 from rtune.errors import InputError, check_choice
 from rtune.models.icl import check_examples, icl_prefix
 
@@ -36,7 +37,6 @@ class EncoderSettings:
     last_token), `append_eos` (None: on with last_token pooling), `padding_side` (None: left with last_token
     pooling), `torch_dtype` (None: float32). `icl_examples`: {query, response} pairs put before every query
     as bge-en-icl blocks (see rtune.models.icl)."""
-
     query_prompt: str | None = None
     document_prompt: str | None = None
     query_instruction: str | None = None
@@ -65,14 +65,6 @@ class EncoderSettings:
         query = self.query_format.format(self.query_instruction, text) if self.query_instruction else text
         return icl_prefix(self.icl_examples, self.query_instruction) + query if self.icl_examples else query
 
-    def query_string(self, text: str) -> str:
-        """The exact string the model sees for a query."""
-        return (self.query_prompt or "") + self.format_query(text)
-
-    def document_string(self, text: str) -> str:
-        """The exact string the model sees for a document text."""
-        return (self.document_prompt or "") + text
-
     def override(self, **values: Any) -> EncoderSettings:
         """A copy with every value that is not None replacing the current one."""
         return replace(self, **{k: v for k, v in values.items() if v is not None})
@@ -88,8 +80,6 @@ class EncoderSettings:
         return {k: getattr(self, k) for k in LOADING_FIELDS if getattr(self, k) is not None}
 
     def save(self, folder: str | Path) -> Path:
-        from rtune.data.atomic import atomic_file
-
         path = Path(folder) / SETTINGS_FILE
         with atomic_file(path) as handle:
             handle.write(json.dumps(self.as_dict(), indent=2) + "\n")

@@ -9,11 +9,11 @@ import json
 from pathlib import Path
 
 from rtune.data.atomic import atomic_file
-from rtune.eval.report import HEADLINE
+from rtune.eval.report import HEADLINE, metrics_table
+from rtune.eval.significance import CORRECTION, DEFAULT_TEST, compare_pairs, describe
 from rtune.pipeline import plots
 from rtune.pipeline.results_csv import write_results_csv
 from rtune.pipeline.rows import per_query_of, run_rows, stage_record
-from rtune.pipeline.significance import paired_comparison
 from rtune.pipeline.systems import read_plan, read_systems
 
 REPORT_MD, REPORT_HTML = "report.md", "report.html"
@@ -63,16 +63,15 @@ def _sections(run_dir: Path) -> tuple[list[tuple[str, list[list[str]] | str]], l
         sections.append((f"Fusion chosen on dev (by {metric}; test never used): BM25 + dense (hybrid), first stage + reranker (fused)",
                          _table(["system", "method", "weight of the dense run / reranker", f"dev {metric}"], fusion)))
     chain = [s for s in systems if s.label == "base" or s.kind == "stage"]
-    wins = []
-    for before, after in zip(chain, chain[1:]):
-        for split in ("dev", "test"):
-            result = paired_comparison(per_query_of(before, run_dir, split, metric), per_query_of(after, run_dir, split, metric))
-            if result["queries"]:
-                wins.append([f"{after.label} vs {before.label}", split, result["wins"], result["losses"], result["ties"],
-                             result["mean_difference"], result["p_value"]])
-    if wins:
-        sections.append((f"Per-query wins and losses on {metric} (Wilcoxon signed-rank, two-sided)",
-                         _table(["comparison", "split", "wins", "losses", "ties", "mean diff", "p-value"], wins)))
+    for split in ("dev", "test"):
+        pairs = [(f"{after.label} vs {before.label}", per_query_of(before, run_dir, split, metric),
+                  per_query_of(after, run_dir, split, metric)) for before, after in zip(chain, chain[1:])]
+        results = [r for r in compare_pairs(pairs) if r.queries]
+        if results:
+            sections.append((f"Per-query wins and losses on {metric} ({split}): {describe(DEFAULT_TEST, len(results))}",
+                             _table(["comparison", "wins", "losses", "ties", "mean diff", "p-value", f"p ({CORRECTION})"],
+                                    [[r.label, r.wins, r.losses, r.ties, r.mean_difference, r.p_value, r.p_adjusted]
+                                     for r in results])))
     reports, histories, mining, losses, resumed, training = {}, {}, [], {}, {}, []
     for stage in plan.get("stages", []):
         folder = run_dir / stage["name"] / "output"
@@ -170,7 +169,6 @@ def stage_table(run_dir: str | Path) -> str:
     """The terminal's closing table: each system's dev gate metric and test headline metrics."""
     from rich.console import Console
 
-    from rtune.eval.report import metrics_table
 
     rows = run_rows(Path(run_dir))
     _, meta = read_systems(Path(run_dir))

@@ -1,22 +1,32 @@
 """The pipeline YAML: dataset, base model, seed, evaluation settings and an ordered list of stages.
 
-A stage entry is `{name, stage, keep_if_better, <the stage config's own fields>}`; a `rounds` entry
-declares repeated hard-negative rounds once (see plan.expand_rounds). Stage settings are checked against
-their config class in plan.build_plan, so this file only holds the pipeline-level shape.
+A stage entry is `{name, stage, keep_if_better, <the stage config's own fields>}`, one entry model per registered
+stage kind (generated from its config), in a union discriminated by `stage`; a `{rounds: ...}` entry declares
+repeated hard-negative rounds once (see plan.expand_rounds). `pipeline_json_schema()` is the JSON Schema of the
+whole file (docs/pipeline.schema.json, for editors). A field that may name an earlier stage is a string here;
+plan.build_plan resolves the references and checks every stage against its config class, validators included.
 """
 
 from __future__ import annotations
 
+import copy
+import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_model, field_validator
 
-from rtune.eval.fusion import DEFAULT_WEIGHTS
 from rtune.eval.metrics import DEFAULT_KS, DEFAULT_METRICS, metric_names, parse_metric
-from rtune.models.loading import DEFAULT_MODEL
+from rtune.index.fusion import DEFAULT_WEIGHTS
+from rtune.models.names import DEFAULT_MODEL
+from rtune.pipeline.registry import STAGES
+from rtune.stage import StageSpec
 
-RESERVED_NAMES = ("base", "bm25", "previous", "dataset", "baselines", "final")
+# names a stage cannot take: references with a meaning of their own, and the files and folders of a run folder
+RESERVED_NAMES = ("base", "bm25", "previous", "dataset", "baselines", "final", "report.md", "report.html", "run.log",
+                  "plan.json", "results.csv", "systems.json", "checkpoints", "rounds")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+PIPELINE_OWNED = ("output", "overwrite")  # every stage writes into its own folder of the run
 
 
 class EvalSettings(BaseModel):
@@ -31,7 +41,8 @@ class EvalSettings(BaseModel):
     ks: list[int] = Field(default_factory=lambda: list(DEFAULT_KS))
     hybrid: bool = Field(True, description="BM25 + dense fusion baselines for the base and the final model")
     fusion_weights: list[float] = Field(default_factory=lambda: list(DEFAULT_WEIGHTS), description="dense weights tried on dev")
-    language: str = Field("en", description="BM25 language (stemmer, stopwords)")
+    language: str | None = Field(None, description="BM25 language (stemmer, stopwords) [default: the dataset's, recorded "
+                                 "by `rtune prepare --language`, else en]")
     encode_batch_size: int = Field(64, ge=1)
     rerank_top: int = Field(50, ge=1, description="candidates reranked per query when a reranker stage exists")
     rerank_fusion: bool = Field(True, description="also report the final model + reranker with the reranked scores fused with "
@@ -69,9 +80,58 @@ class RoundsBlock(BaseModel):
 
     name: str = "dense"
     count: int = Field(ge=1)
-    mine: dict[str, Any] = Field(default_factory=dict)
-    train: dict[str, Any] = Field(default_factory=dict)
+    mine: dict[str, Any] = Field(default_factory=dict, description="settings of each round's mine stage")
+    train: dict[str, Any] = Field(default_factory=dict, description="settings of each round's train stage")
     keep_if_better: bool = False
+
+
+class RoundsEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rounds: RoundsBlock
+
+
+def _entry_field(spec: StageSpec, name: str, info):
+    """A stage config field as a pipeline entry field: a reference field takes a stage name, `previous`, a path or a
+    hub id and may be left out (the pipeline fills it in); a choice field lists its choices."""
+    if name in spec.refs:
+        return (str | None, Field(None, description=info.description))
+    info = copy.copy(info)
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    if "choices" in extra:
+        info.json_schema_extra = {k: v for k, v in extra.items() if k != "choices"}
+        return (Literal[tuple(str(c) for c in extra["choices"])] | None if not info.is_required() else
+                Literal[tuple(str(c) for c in extra["choices"])], info)
+    return (info.annotation, info)
+
+
+def entry_model(spec: StageSpec) -> type[BaseModel]:
+    """The pipeline entry model of one stage kind: name, stage, keep_if_better and the config's own fields."""
+    fields: dict[str, Any] = {
+        "name": (str, Field(description="the stage's name: its folder in the run, and how later stages refer to it")),
+        "stage": (Literal[spec.name], Field(description=spec.help)),
+        "keep_if_better": (bool, Field(False, description="a model stage worse on dev than the latest kept model is "
+                                                          "refused and that model carried forward")),
+    }
+    for name, info in spec.config.model_fields.items():
+        if name not in PIPELINE_OWNED:
+            fields[name] = _entry_field(spec, name, info)
+    title = "".join(part.capitalize() for part in re.split(r"[-_]", spec.name)) + "Stage"
+    return create_model(title, __config__=ConfigDict(extra="forbid"), __doc__=spec.help, **fields)
+
+
+def entry_tag(value: Any) -> str | None:
+    """The discriminator of a stage entry: its `stage`, or `rounds` for a rounds block."""
+    if isinstance(value, dict):
+        return "rounds" if "rounds" in value else value.get("stage")
+    return "rounds" if isinstance(value, RoundsEntry) else getattr(value, "stage", None)
+
+
+ENTRY_MODELS: dict[str, type[BaseModel]] = {name: entry_model(spec) for name, spec in STAGES.items() if spec.pipeline}
+StageEntry = Annotated[
+    Union[tuple(Annotated[model, Tag(name)] for name, model in ENTRY_MODELS.items()) + (Annotated[RoundsEntry, Tag("rounds")],)],
+    Discriminator(entry_tag),
+]
 
 
 class PipelineConfig(BaseModel):
@@ -84,4 +144,12 @@ class PipelineConfig(BaseModel):
     seed: int = 42
     output: Path | None = Field(None, description="run folder [default: runs/<pipeline file name>]")
     eval: EvalSettings = Field(default_factory=EvalSettings)
-    stages: list[dict[str, Any]] = Field(min_length=1)
+    stages: list[StageEntry] = Field(min_length=1)
+
+
+def pipeline_json_schema() -> dict:
+    """The JSON Schema of a pipeline file (what docs/pipeline.schema.json holds)."""
+    schema = PipelineConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "rtune pipeline"
+    return schema

@@ -1,72 +1,31 @@
 """One step of a run (a stage, or an evaluation of a model on a split): its freshness key, the check that it
 is fresh, and the manifest written last, with the hashes of its outputs.
 
-A step is fresh when its manifest exists, its key (config without the volatile fields + the content hashes of
-its inputs) is unchanged, and every output still hashes to what the manifest recorded. Anything else (no
-manifest after a crash, a changed setting, an upstream change, an edited or truncated output) re-runs it.
+A step is fresh when its manifest exists, its key (the settings that change results, the compute identity and
+the content identities of its inputs, rtune.data.identity) is unchanged, and every output still has the identity
+the manifest recorded. Anything else (no manifest after a crash, a changed setting, an upstream change, another
+device or precision, an edited or truncated output) re-runs it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rtune.data.identity import content_identity
 from rtune.data.manifest import read_manifest, write_manifest
+from rtune.models.names import resolve_model
 
 STEP_MANIFEST = "stage_manifest.json"
-_FINGERPRINTS: dict[tuple, str] = {}
-
-
-def _signature(path: Path) -> tuple:
-    """Cheap identity of a file or folder's current state (names, sizes, mtimes), to memoise content hashes."""
-    if path.is_file():
-        stat = path.stat()
-        return (str(path), stat.st_size, stat.st_mtime_ns)
-    items = []
-    for root, _, files in os.walk(path):
-        for name in files:
-            stat = os.stat(os.path.join(root, name))
-            items.append((os.path.join(root, name), stat.st_size, stat.st_mtime_ns))
-    return (str(path), tuple(sorted(items)))
-
-
-# Files that describe a run rather than its result (timings, dates): left out of a stage's identity, so a stage
-# rebuilt to the same result does not make everything downstream stale. Integrity checks hash every file.
-METADATA_FILES = frozenset({"manifest.json", "rtune_manifest.json", "README.md", "mining_report.json"})
-
-
-def _hash(path: Path, skip: frozenset[str]) -> str:
-    from rtune.data.manifest import file_sha256
-
-    if path.is_file():
-        return file_sha256(path)
-    digest = hashlib.sha256()
-    for item in sorted(p for p in path.rglob("*") if p.is_file() and p.name not in skip):
-        digest.update(str(item.relative_to(path)).encode())
-        digest.update(file_sha256(item).encode())
-    return digest.hexdigest()
-
-
-def content_hash(path: str | Path, identity: bool = False) -> str:
-    """sha256 of a file or of a folder's files (every file; with `identity`, not the METADATA_FILES), memoised
-    per state of the files."""
-    path = Path(path)
-    key = (_signature(path), identity)
-    if key not in _FINGERPRINTS:
-        _FINGERPRINTS[key] = _hash(path, METADATA_FILES if identity else frozenset())
-    return _FINGERPRINTS[key]
 
 
 def value_hash(value: str) -> str:
     """Hash of a path's content, or `id:<value>` for a hub id / name (the packaged default model resolves to its folder)."""
-    from rtune.models.loading import resolve_model
-
     resolved = resolve_model(value) if value != "bm25" else value
-    return content_hash(resolved, identity=True) if Path(resolved).exists() else f"id:{value}"
+    return content_identity(resolved) if Path(resolved).exists() else f"id:{value}"
 
 
 def step_key(parts: dict[str, Any]) -> str:
@@ -98,13 +57,21 @@ def check(folder: Path, parts: dict[str, Any], outputs: dict[str, Path]) -> Fres
         changed = _changes(old.get("config") or {}, parts["config"])
         if changed:
             return Freshness(False, "config changed: " + "; ".join(changed)[:300], stats)
+        if old.get("compute") != parts.get("compute"):
+            return Freshness(False, f"device or precision changed: {old.get('compute')} -> {parts.get('compute')}", stats)
         inputs = [name + (f" ({new.get('ref')})" if new.get("ref") else "")
                   for name, new in parts["inputs"].items() if (old.get("inputs") or {}).get(name) != new]
         return Freshness(False, "input changed: " + (", ".join(inputs) or "unknown"), stats)
     for name, path in outputs.items():
-        if not path.exists() or content_hash(path) != (stats.get("outputs") or {}).get(name):
+        if not path.exists() or content_identity(path) != output_hashes(stats).get(name):
             return Freshness(False, f"output '{name}' differs from its manifest (corrupted or partial): rebuilding", stats)
     return Freshness(True, "fresh: config and inputs unchanged", stats)
+
+
+def output_hashes(stats: dict) -> dict[str, str]:
+    """The content identity of each output a step's manifest recorded (manifests of rtune 0.1's first runs kept it
+    under `identity`, beside whole-folder hashes under `outputs`)."""
+    return stats.get("identity") or stats.get("outputs") or {}
 
 
 def forget(folder: Path) -> None:
@@ -121,8 +88,7 @@ def record(folder: Path, kind: str, config: dict, input_paths: list[str | Path],
     import time
 
     stats = {"key": step_key(parts), "key_parts": parts,
-             "outputs": {name: content_hash(path) for name, path in outputs.items()},
-             "identity": {name: content_hash(path, identity=True) for name, path in outputs.items()},
+             "outputs": {name: content_identity(path) for name, path in outputs.items()},
              "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
     write_manifest(folder, kind, config, [p for p in input_paths if Path(p).exists()], started, stats, name=STEP_MANIFEST)
     return stats

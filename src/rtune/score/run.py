@@ -19,17 +19,20 @@ from pathlib import Path
 import numpy as np
 
 from rtune.data.atomic import atomic_dir, atomic_file, ensure_new_output
-from rtune.data.groups import GROUPS_FILE, cut_negatives, group_writer, read_groups
-from rtune.data.manifest import MANIFEST_NAME, file_sha256, write_manifest
+from rtune.data.groups import GROUPS_FILE, cut_negatives, group_writer, read_groups, sample_groups
+from rtune.data.identity import content_identity
+from rtune.data.manifest import MANIFEST_NAME, write_manifest
 from rtune.data.records import TrainingGroup
 from rtune.errors import InputError
-from rtune.score.batching import score_pairs
+from rtune.index.embedding_cache import default_cache_dir
+from rtune.models.fingerprint import encoder_fingerprint
+from rtune.models.precision import compute_identity
+from rtune.models.rerankers.batching import score_pairs
+from rtune.models.rerankers.protocol import Reranker
+from rtune.models.rerankers.registry import load_reranker
 from rtune.score.config import ScoreConfig
 from rtune.score.shards import ShardStore, work_dir
-from rtune.score.teacher import Teacher
-from rtune.score.teachers import build_teacher
-
-__all__ = ["ScoreConfig", "score_groups"]
+from rtune.stage import GROUPS, MODEL, RERANKER, StageSpec, result_settings
 
 log = logging.getLogger(__name__)
 
@@ -49,26 +52,21 @@ def _selected(path: Path, config: ScoreConfig, chosen: set[int] | None) -> Itera
 def _survey(path: Path, config: ScoreConfig) -> tuple[list[int], list[int], set[int] | None]:
     """Validate every group before any model loads; return the chosen groups' line numbers and text counts, and
     the chosen positions (a seeded sample of `max_queries`, as `rtune train --max-queries` samples; None = all)."""
-    from rtune.train.examples import sample_queries
-
     with open(path, encoding="utf-8") as handle:
         lines = [number for number, line in enumerate(handle, start=1) if line.strip()]  # one per group
     n = len(lines)
-    chosen = None if config.max_queries is None or config.max_queries >= n else set(sample_queries(range(n), config.max_queries, config.seed))
+    chosen = None if config.max_queries is None or config.max_queries >= n else set(sample_groups(range(n), config.max_queries, config.seed))
     sizes = [len(g.pos) + len(g.neg) for g in _selected(path, config, chosen)]
     return [line for i, line in enumerate(lines) if chosen is None or i in chosen], sizes, chosen
 
 
 def _model_identity(model: str) -> str:
     """The teacher's weights: a folder's content (an adapter folder's with its base's), else the id."""
-    from rtune.index.embedding_cache import default_cache_dir
-    from rtune.models.fingerprint import encoder_fingerprint
-
     path = Path(model).expanduser()
     return encoder_fingerprint(str(path), default_cache_dir()) if path.is_dir() else f"id:{model}"
 
 
-def _score_shard(teacher: Teacher, groups: list[TrainingGroup], first: int, lines: list[int], config: ScoreConfig,
+def _score_shard(teacher: Reranker, groups: list[TrainingGroup], first: int, lines: list[int], config: ScoreConfig,
                  path: Path, progress) -> tuple[list, list]:
     """Score one shard's pairs; a non-finite score raises InputError naming the group's line."""
     pairs = [(g.query, text) for g in groups for text in (*g.pos, *g.neg)]
@@ -88,7 +86,7 @@ def _score_shard(teacher: Teacher, groups: list[TrainingGroup], first: int, line
     return pos_scores, neg_scores
 
 
-def score_groups(config: ScoreConfig, teacher: Teacher | None = None) -> dict:
+def score_groups(config: ScoreConfig, teacher: Reranker | None = None) -> dict:
     """Run the stage (optionally with a ready `teacher`); return counts, speed and the teacher's settings."""
     from tqdm.auto import tqdm
 
@@ -98,10 +96,10 @@ def score_groups(config: ScoreConfig, teacher: Teacher | None = None) -> dict:
         raise InputError("file not found", path)
     ensure_new_output(config.output, config.overwrite)  # fail before the work, not after
     lines, sizes, chosen = _survey(path, config)
-    teacher = teacher or build_teacher(config.teacher, config.model, **config.teacher_settings())
+    teacher = teacher or load_reranker(config.model, config.teacher, **config.teacher_settings())
     teacher_record = {"name": teacher.name, "settings": teacher.settings()}
-    key = {"input": file_sha256(path), "model": _model_identity(config.model), "teacher": teacher_record,
-           "config": config.model_dump(mode="json", exclude={"groups", "output", "overwrite", "batch_size", "device"})}
+    key = {"input": content_identity(path), "model": _model_identity(config.model), "teacher": teacher_record,
+           "config": result_settings(config, exclude={"groups"}), "compute": compute_identity(config.device, config.precision)}
     store = ShardStore(work_dir(config.output, key), key)
     n_shards = math.ceil(len(sizes) / config.shard_size)
     done = [store.read(i, i * config.shard_size, len(sizes[i * config.shard_size:(i + 1) * config.shard_size])) is not None
@@ -137,3 +135,20 @@ def score_groups(config: ScoreConfig, teacher: Teacher | None = None) -> dict:
     store.remove()
     log.info("scored %d pairs of %d groups (%s pairs/s) -> %s", sum(sizes), len(sizes), stats["pairs_per_second"], config.output)
     return {**stats, "output": str(config.output)}
+
+
+def summary(config: ScoreConfig, stats: dict) -> list[str]:
+    """The terminal's line after `rtune score`."""
+    return [f"teacher scores for {stats['pairs']} pairs of {stats['groups']} groups ({stats['pairs_per_second']} pairs/s, "
+            f"{stats['shards_resumed']} shards resumed) -> {config.output}"]
+
+
+SCORE = StageSpec(
+    name="score", config=ScoreConfig, run=score_groups, produces=GROUPS,
+    help="Write teacher scores (pos_scores/neg_scores) into training groups with a cross-encoder, an LLM yes-token "
+         "reranker or a bi-encoder; resumable.",
+    refs={"groups": GROUPS, "model": (RERANKER, MODEL)},
+    defaults=lambda settings: {"groups": GROUPS, "model": RERANKER},
+    compute=lambda config: compute_identity(config.device, config.precision),
+    summary=summary,
+)

@@ -18,7 +18,7 @@ two until it has as many (a split batch stays conflict-free); its length is then
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence, Sized
+from collections.abc import Iterator, Sequence
 
 from sentence_transformers.base.sampler import DefaultBatchSampler
 
@@ -77,12 +77,6 @@ def split_to(batches: list[list[int]], count: int) -> list[list[int]]:
     return batches
 
 
-def no_conflicts(rows: Sized) -> list[RowKeys]:
-    """One never-conflicting key per row: for losses that see only each row's own texts (no in-batch
-    negatives, a cross-encoder), the sampler then yields a plain seeded shuffle of the epoch's block."""
-    return [RowKeys(frozenset(), frozenset())] * len(rows)
-
-
 class KnownPositiveBatchSampler(DefaultBatchSampler):
     """`batch_sampler` for sentence-transformers' trainer: conflict-free batches of the current epoch's block,
     as many in every epoch (see the module's note).
@@ -136,7 +130,3 @@ class KnownPositiveBatchSampler(DefaultBatchSampler):
 
     def __len__(self) -> int:
         return self.batches_per_epoch()
-
-    def mean_batch_size(self, epoch: int = 0) -> float:
-        batches = self.plan(epoch)
-        return sum(map(len, batches)) / max(1, len(batches))

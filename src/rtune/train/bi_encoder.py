@@ -10,22 +10,25 @@ from pathlib import Path
 
 from rtune.data.atomic import atomic_dir, ensure_new_output
 from rtune.data.beir import read_beir
-from rtune.data.groups import read_groups
+from rtune.data.groups import read_groups, sample_groups
 from rtune.data.manifest import read_manifest
 from rtune.errors import InputError
 from rtune.eval.metrics import DEFAULT_KS, DEFAULT_METRICS, metric_names
-from rtune.models.loading import display_name, resolve_model
+from rtune.models.names import display_name, resolve_model
+from rtune.models.precision import compute_identity
 from rtune.models.settings import EncoderSettings
+from rtune.stage import BASE, DATASET, GROUPS, MODEL, StageSpec
 from rtune.train import checkpointing
 from rtune.train.config import DEFAULT_PASSAGE_LENGTH, DEFAULT_QUERY_LENGTH, TrainConfig
-from rtune.train.examples import TrainingRows, build_rows, check_rows, sample_queries
+from rtune.train.examples import TrainingRows, build_rows, check_rows, no_conflicts
+from rtune.train.icl import with_icl_sample
+from rtune.train.lora import apply_lora, save_base_reference, use_adapter_checkpoints
 from rtune.train.losses import build_loss, needs_teacher_scores, uses_in_batch_negatives
 from rtune.train.model_card import record_lineage
 from rtune.train.progress import concise_progress
+from rtune.train.summary import dev_table
 from rtune.train.teacher_scores import groups_teacher, require_teacher_scores
 from rtune.train.training_arguments import shared_training_arguments
-from rtune.train.icl import with_icl_sample
-from rtune.train.lora import apply_lora, save_base_reference, use_adapter_checkpoints
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +36,7 @@ log = logging.getLogger(__name__)
 def _training_arguments(config: TrainConfig, checkpoints: Path, has_dev: bool, rows: TrainingRows):
     from sentence_transformers import SentenceTransformerTrainingArguments
 
-    from rtune.train.batch_sampler import KnownPositiveBatchSampler, no_conflicts
+    from rtune.train.batch_sampler import KnownPositiveBatchSampler
 
     return SentenceTransformerTrainingArguments(
         per_device_eval_batch_size=config.batch_size,
@@ -67,14 +70,13 @@ def build_trainer(config: TrainConfig, model, rows: TrainingRows, checkpoints: P
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer
 
-    from rtune.train.collator import QueryPassageCollator
+    from rtune.train.collator import query_passage_collator
 
     columns = dict(rows.columns)
     columns["anchor"] = [settings.format_query(q) for q in columns["anchor"]]
     prompts = {c: (settings.query_prompt if c == "anchor" else settings.document_prompt) for c in columns if c != "label"}
-    collator = QueryPassageCollator(preprocess_fn=model.preprocess, query_length=settings.max_query_length,
-                                    passage_length=settings.max_passage_length,
-                                    prompts={c: p for c, p in prompts.items() if p} or None)
+    collator = query_passage_collator(model.preprocess, list(columns), settings.max_query_length, settings.max_passage_length,
+                                      prompts={c: p for c, p in prompts.items() if p} or None)
     return SentenceTransformerTrainer(
         model=model, args=_training_arguments(config, checkpoints, evaluator is not None, rows),
         train_dataset=Dataset.from_dict(columns), loss=build_loss(model, config), evaluator=evaluator,
@@ -94,7 +96,7 @@ def train_bi_encoder(config: TrainConfig) -> dict:
     distil = needs_teacher_scores(config.loss)
     if distil:
         require_teacher_scores(groups, config.groups_file(), config.loss, config.teacher_scores)  # before any model loads
-    groups = sample_queries(groups, config.max_queries, config.seed)
+    groups = sample_groups(groups, config.max_queries, config.seed)
     rows = build_rows(groups, config.group_size, config.seed, config.epochs, config.positives, teacher_scores=distil)
     check_rows(rows, config.group_size, config.allow_collapsed, str(config.groups_file()))
     counts = rows.counts
@@ -175,3 +177,26 @@ def _save_prompts(model, settings: EncoderSettings) -> None:
         else:
             prompts.pop(key, None)
     model.prompts = prompts
+
+
+def summary(config: TrainConfig, result: dict) -> list:
+    """The terminal's dev table and closing line after `rtune train`."""
+    table = dev_table(config, result, f"dev metrics ({config.dev_split}); all metrics in {config.output}/rtune_manifest.json")
+    return [*([table] if table is not None else []),
+            f"model saved to {config.output} ({result['rows']['rows']} rows, {result['rows_per_second']:.2f} rows/s)"]
+
+
+TRAIN = StageSpec(
+    name="train", config=TrainConfig, run=train_bi_encoder, produces=MODEL,
+    help="Fine-tune a bi-encoder on training groups (dev-evaluated every epoch).",
+    refs={"dataset": DATASET, "groups": GROUPS, "model": MODEL},
+    defaults=lambda settings: {"dataset": DATASET, "groups": GROUPS, "model": BASE},
+    compute=lambda config: compute_identity(config.device, config.precision),
+    panels={
+        "Input": ("groups", "dataset", "dev_split", "model", "max_queries", "metric_for_best"),
+        "Encoder": ("*encoder",),
+        "Checkpoints and resumption": ("checkpoint_dir", "save_steps", "resume_from_checkpoint"),
+        "Output": ("output", "overwrite"),
+    },
+    summary=summary,
+)

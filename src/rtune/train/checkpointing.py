@@ -19,7 +19,13 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from rtune.data.atomic import atomic_file
+from rtune.data.identity import content_identity
 from rtune.errors import InputError
+from rtune.index.embedding_cache import default_cache_dir
+from rtune.models.names import resolve_model
+from rtune.models.precision import compute_identity
+from rtune.stage import result_settings
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +33,10 @@ TRAINER_STATE = "trainer_state.json"
 # what the trainer needs besides the weights to continue exactly (saved unless save_only_model)
 RESUME_FILES = ("optimizer.pt", "scheduler.pt", "rng_state.pth")
 IDENTITY_FILE = "rtune_checkpoints.json"
-# options that never change what is trained: left out of a checkpoint folder's identity
-VOLATILE = frozenset({"output", "overwrite", "checkpoint_dir", "save_steps", "resume_from_checkpoint", "device",
-                      "encode_batch_size", "eval_batch_size", "cache", "cache_dir"})
 
 
 class CheckpointOptions(BaseModel):
     """The checkpoint options of the training stages."""
-
     checkpoint_dir: Path | None = Field(
         None, description="folder for resumable checkpoints, kept after training [default: a temporary folder "
         "inside the output, removed at the end]")
@@ -119,30 +121,13 @@ def latest_checkpoint(folder: Path) -> Path | None:
 
 
 # identity of the training a checkpoint folder belongs to -----------------------------------------------------------
-def _model_signature(name: str) -> str:
-    """The start model's files by name, size and modification time (a rebuilt or replaced model differs; reading
-    every weight, as a content hash would, costs minutes for a large local model), or its hub id."""
-    import hashlib
-
-    from rtune.models.loading import resolve_model
-
-    path = Path(resolve_model(name))
-    if not path.exists():
-        return f"id:{name}"
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and p.suffix != ".md")
-    digest = hashlib.sha256()
-    for item in files:
-        stat = item.stat()
-        digest.update(f"{item.relative_to(path) if item != path else item.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return "files:" + digest.hexdigest()
-
-
 def run_identity(config) -> dict:
-    """What a checkpoint depends on: the options that change training, the groups' content and the start model."""
-    from rtune.data.manifest import file_sha256
-
-    return {"config": config.model_dump(mode="json", exclude=set(VOLATILE)),
-            "groups_sha256": file_sha256(config.groups_file()), "model": _model_signature(config.model)}
+    """What a checkpoint depends on: the settings that change training (rtune.stage.result_settings), the device
+    type and precision it trains in, the groups' content and the start model's (a hub id: the id)."""
+    model = Path(resolve_model(config.model))
+    return {"config": result_settings(config), "compute": compute_identity(config.device, config.precision),
+            "groups_sha256": content_identity(config.groups_file()),
+            "model": content_identity(model, default_cache_dir()) if model.exists() else f"id:{config.model}"}
 
 
 def identity_changes(folder: Path, identity: dict) -> list[str]:
@@ -156,14 +141,13 @@ def identity_changes(folder: Path, identity: dict) -> list[str]:
     except ValueError:
         return [f"{IDENTITY_FILE} is unreadable"]
     changes = [f"{k}: {old['config'].get(k)!r} -> {v!r}" for k, v in identity["config"].items() if old.get("config", {}).get(k) != v]
+    changes += [f"{k}: {old.get(k)} -> {identity[k]}" for k in ("compute",) if old.get(k) != identity[k]]
     changes += [f"{k} changed" for k in ("groups_sha256", "model") if old.get(k) != identity[k]]
     return changes
 
 
 def claim(folder: Path, identity: dict) -> None:
     """Record in `folder` which training its checkpoints belong to."""
-    from rtune.data.atomic import atomic_file
-
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_file(folder / IDENTITY_FILE) as handle:
         json.dump(identity, handle, indent=2, sort_keys=True)
@@ -173,7 +157,6 @@ def claim(folder: Path, identity: dict) -> None:
 class Resume:
     """A checked checkpoint to continue from, with the trainer's log up to it (read before training, since
     the trainer may rotate the checkpoint away once it saves newer ones)."""
-
     checkpoint: Path
     step: int
     log_history: tuple[dict, ...] = ()

@@ -1,24 +1,19 @@
-"""A data collator with one max length for queries (the first column) and another for passages."""
+"""One max length for queries (the anchor column) and another for passages, through sentence-transformers' public
+collator fields: `router_mapping` names each column's task (query / document) and `max_length` maps a task to its
+length. tests/test_train.py pins what this relies on: the two lengths reach the tokenizer, and a model without a
+Router trains on the task-stamped features."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from sentence_transformers.sentence_transformer.data_collator import SentenceTransformerDataCollator
 
+QUERY_TASK, DOCUMENT_TASK = "query", "document"
 
-@dataclass
-class QueryPassageCollator(SentenceTransformerDataCollator):
-    """Truncates the anchor column to `query_length` tokens and every other column to `passage_length`."""
 
-    query_length: int = 64
-    passage_length: int = 256
-    query_column: str = "anchor"
-    _column: str = field(default="", init=False, repr=False)
-
-    def _get_task_for_column(self, column_name, column_position, router_mapping):  # noqa: D401 (override)
-        self._column = column_name  # remembered for _get_max_length_for_task, called right after
-        return super()._get_task_for_column(column_name, column_position, router_mapping)
-
-    def _get_max_length_for_task(self, task):
-        return self.query_length if self._column == self.query_column else self.passage_length
+def query_passage_collator(preprocess_fn, columns: list[str], query_length: int, passage_length: int,
+                           prompts: dict[str, str] | None = None, query_column: str = "anchor") -> SentenceTransformerDataCollator:
+    """The collator for training columns `columns` (the label column aside): `query_column` truncated to
+    `query_length` tokens, every other text column to `passage_length`."""
+    tasks = {c: QUERY_TASK if c == query_column else DOCUMENT_TASK for c in columns if c != "label"}
+    return SentenceTransformerDataCollator(preprocess_fn=preprocess_fn, router_mapping=tasks, prompts=prompts,
+                                           max_length={QUERY_TASK: query_length, DOCUMENT_TASK: passage_length})

@@ -7,10 +7,12 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from rtune.errors import check_choice
 from rtune.models.encoder_options import EncoderOptions
-from rtune.models.loading import DEFAULT_MODEL
+from rtune.models.names import DEFAULT_MODEL
 from rtune.train.checkpointing import CheckpointOptions
 from rtune.train.lora import LoraOptions
+from rtune.train.losses import DISTILL_OPTIONS, GROUP_LOSSES, LOSSES
 from rtune.train.stage_checks import TrainingStageChecks
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
@@ -22,7 +24,6 @@ DEFAULT_PASSAGE_LENGTH = 256
 class TrainConfig(EncoderOptions, LoraOptions, CheckpointOptions, TrainingStageChecks):
     """Everything `rtune train` needs. The encoder settings (prompts, instruction and format, lengths,
     document text rule) are saved with the model and applied identically by mine, eval and the Retriever."""
-
     groups: Path = Field(description="training groups: a groups.jsonl or a `rtune mine` output folder")
     output: Path = Field(description="folder for the trained model (a sentence-transformers folder)")
     model: str = Field(DEFAULT_MODEL, description="model to start from: folder or hub id")
@@ -59,9 +60,6 @@ class TrainConfig(EncoderOptions, LoraOptions, CheckpointOptions, TrainingStageC
     @field_validator("loss")
     @classmethod
     def _known_loss(cls, value: str) -> str:
-        from rtune.errors import check_choice
-        from rtune.train.losses import LOSSES
-
         return check_choice("loss", value, LOSSES)
 
     @field_validator("group_size", "teacher_temperature", "contrastive_weight", "margin", "teacher_scores")
@@ -69,8 +67,6 @@ class TrainConfig(EncoderOptions, LoraOptions, CheckpointOptions, TrainingStageC
     def _fits_the_loss(cls, value, info):
         """Runs only for options given (and after `loss`): one the loss does not read, or a group without
         negatives for a loss over each group, is an error naming the option."""
-        from rtune.train.losses import DISTILL_OPTIONS, GROUP_LOSSES
-
         loss = info.data.get("loss")
         readers = DISTILL_OPTIONS.get(info.field_name)
         if loss is not None and readers is not None and loss not in readers:

@@ -12,19 +12,23 @@ from pathlib import Path
 from rtune.data.atomic import atomic_dir, ensure_new_output
 from rtune.data.beir import read_beir
 from rtune.data.dataset import RetrievalDataset
-from rtune.data.groups import read_groups
+from rtune.data.groups import read_groups, sample_groups
 from rtune.data.manifest import read_manifest
+from rtune.data.text import document_text
 from rtune.errors import InputError
+from rtune.eval.evaluate import EvalConfig, build_ranker, evaluate_ranker
 from rtune.eval.metrics import DEFAULT_KS, DEFAULT_METRICS, metric_names
-from rtune.models.loading import check_model_name, resolve_model
+from rtune.models.names import check_model_name, resolve_model
+from rtune.models.precision import compute_identity
+from rtune.stage import DATASET, GROUPS, MODEL, RERANKER, StageSpec
 from rtune.train import checkpointing
 from rtune.train.cross_encoder_config import RerankerTrainConfig
-from rtune.train.examples import RowKeys, build_rows, check_rows, sample_queries
+from rtune.train.examples import RowKeys, build_rows, check_rows, no_conflicts
 from rtune.train.model_card import record_lineage
 from rtune.train.progress import concise_progress
-from rtune.train.batch_sampler import no_conflicts
 from rtune.train.reranker_losses import IN_BATCH, LAYOUTS, build_reranker_loss
 from rtune.train.reranker_rows import reranker_columns
+from rtune.train.summary import dev_table
 from rtune.train.training_arguments import shared_training_arguments
 
 log = logging.getLogger(__name__)
@@ -60,8 +64,6 @@ def document_rule(config: RerankerTrainConfig) -> bool:
 
 def dev_evaluator(config: RerankerTrainConfig, dataset: RetrievalDataset, use_title: bool):
     """(evaluator, first-stage dev metrics): the first stage ranks the dev queries once, `rtune eval`'s way."""
-    from rtune.data.text import document_text
-    from rtune.eval.evaluate import EvalConfig, build_ranker, evaluate_ranker
     from rtune.train.rerank_evaluator import RerankDevEvaluator
 
     family, k = config.metric_for_best.split("@")
@@ -99,7 +101,7 @@ def train_cross_encoder(config: RerankerTrainConfig) -> dict:
     started = time.time()
     ensure_new_output(config.output, config.overwrite)
     resume, _ = checkpointing.prepare(config)  # a missing, damaged or foreign checkpoint fails before any model loads
-    groups = sample_queries(list(read_groups(config.groups_file())), config.max_queries, config.seed)
+    groups = sample_groups(list(read_groups(config.groups_file())), config.max_queries, config.seed)
     rows = build_rows(groups, config.group_size, config.seed, config.epochs, config.positives)
     check_rows(rows, config.group_size, config.allow_collapsed, str(config.groups_file()))
     layout = LAYOUTS[config.loss]
@@ -149,3 +151,22 @@ def train_cross_encoder(config: RerankerTrainConfig) -> dict:
                         config.metric_for_best, best[config.metric_for_best], first_dev[config.metric_for_best])
         record_lineage(tmp, "train-reranker", config, summary, started)
     return summary
+
+
+def summary(config: RerankerTrainConfig, result: dict) -> list:
+    """The terminal's dev table and closing line after `rtune train-reranker`."""
+    table = dev_table(config, result, f"dev metrics ({config.dev_split}): top {config.rerank_top} of {config.first_stage}, reranked",
+                      first_stage=(result.get("first_stage") or {}).get("dev"))
+    return [*([table] if table is not None else []),
+            f"reranker saved to {config.output} ({result['examples_per_epoch']} {config.loss} examples per epoch, "
+            f"{result['examples_per_second']:.2f}/s)"]
+
+
+TRAIN_RERANKER = StageSpec(
+    name="train-reranker", config=RerankerTrainConfig, run=train_cross_encoder, produces=RERANKER,
+    help="Fine-tune a cross-encoder (reranker) on training groups; dev evaluation reranks a first stage's top candidates.",
+    refs={"dataset": DATASET, "groups": GROUPS, "first_stage": MODEL, "model": RERANKER},
+    defaults=lambda settings: {"dataset": DATASET, "groups": GROUPS, "first_stage": MODEL},
+    compute=lambda config: compute_identity(config.device, config.precision),
+    summary=summary,
+)

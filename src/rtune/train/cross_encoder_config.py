@@ -7,17 +7,17 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
-from rtune.models.loading import DEFAULT_MODEL
+from rtune.errors import check_choice
+from rtune.models.names import DEFAULT_MODEL
 from rtune.train.checkpointing import CheckpointOptions
 from rtune.train.config import Precision
-from rtune.train.reranker_losses import IN_BATCH
+from rtune.train.reranker_losses import IN_BATCH, RERANKER_LOSSES
 from rtune.train.stage_checks import TrainingStageChecks
 
 
 class RerankerTrainConfig(CheckpointOptions, TrainingStageChecks):
     """Everything `rtune train-reranker` needs: groups, the base (a cross-encoder, or an encoder that gets a
     new one-logit head), the loss, and the dev evaluation that reranks a first stage's top candidates."""
-
     model_config = ConfigDict(extra="forbid")
 
     groups: Path = Field(description="training groups: a groups.jsonl or a `rtune mine` output folder")
@@ -41,7 +41,8 @@ class RerankerTrainConfig(CheckpointOptions, TrainingStageChecks):
     dev_split: str = Field("dev", description="split of --dataset used to pick the best epoch")
     first_stage: str = Field("bm25", description="dev evaluation: the ranker whose top candidates are reranked (bm25, or a bi-encoder folder / hub id)")
     rerank_top: int = Field(50, ge=1, description="dev evaluation: first-stage candidates reranked per query")
-    language: str = Field("en", description="BM25 first stage: stemmer/stopwords language (ISO code)")
+    language: str | None = Field(None, description="BM25 first stage: stemmer/stopwords language (ISO code) [default: the "
+                                 "dataset's, recorded by `rtune prepare --language`, else en]")
     metric_for_best: str = Field("ndcg@10", description="dev metric (of the reranked run) that picks the best epoch")
     eval_batch_size: int = Field(64, ge=1, description="pairs scored / texts encoded at once in the dev evaluation")
     precision: Precision = Field("auto", description="auto: bf16/fp16 on CUDA, fp32 on CPU")
@@ -53,9 +54,6 @@ class RerankerTrainConfig(CheckpointOptions, TrainingStageChecks):
     @field_validator("loss")
     @classmethod
     def _known_loss(cls, value: str) -> str:
-        from rtune.errors import check_choice
-        from rtune.train.reranker_losses import RERANKER_LOSSES
-
         return check_choice("loss", value, RERANKER_LOSSES)
 
     @field_validator("in_batch_negatives")

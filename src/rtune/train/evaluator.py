@@ -8,8 +8,8 @@ from sentence_transformers.sentence_transformer.evaluation import SentenceEvalua
 
 from rtune.data.dataset import RetrievalDataset
 from rtune.eval.evaluate import evaluate_ranker
-from rtune.eval.rankers import DenseRanker
-from rtune.index.encoder import SentenceTransformerEncoder
+from rtune.index.rankers import DenseRanker
+from rtune.models.encoder import SentenceTransformerEncoder
 from rtune.models.settings import EncoderSettings
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -22,14 +22,6 @@ from rtune.errors import DataCollapsedError
 log = logging.getLogger(__name__)
 
 PositiveMode = Literal["all", "sample"]
-
-
-def sample_queries(groups: Sequence[TrainingGroup], max_queries: int | None, seed: int) -> list[TrainingGroup]:
-    """A seeded sample of at most `max_queries` groups (all of them, in file order, when no cap)."""
-    if max_queries is None or max_queries >= len(groups):
-        return list(groups)
-    chosen = sorted(random.Random(seed).sample(range(len(groups)), max_queries))
-    return [groups[i] for i in chosen]
 
 
 def text_key(text: str) -> int:
@@ -55,6 +47,12 @@ class TrainingRows:
     rows_per_epoch: int
     epochs: int
     counts: dict[str, int] = field(default_factory=dict)
+
+
+def no_conflicts(rows: Sized) -> list[RowKeys]:
+    """One never-conflicting key per row: for losses that see only each row's own texts (no in-batch
+    negatives, a cross-encoder), the batch sampler then yields a plain seeded shuffle of the epoch's block."""
+    return [RowKeys(frozenset(), frozenset())] * len(rows)
 
 
 def _valid_negatives(group: TrainingGroup, positive: int) -> list[int]:

@@ -20,18 +20,27 @@ from pathlib import Path
 
 from pydantic import ConfigDict, Field
 
-from rtune.score.config import ScoreConfig
-from rtune.score.dtype import Precision
+from rtune.data.atomic import atomic_dir, atomic_file, ensure_new_output
+from rtune.data.beir import read_beir
+from rtune.data.groups import read_groups, sample_groups
+from rtune.data.manifest import write_manifest
+from rtune.models.adapter import require_peft, write_base_reference
+from rtune.models.gguf import as_dense_model
+from rtune.models.precision import Precision, compute_identity
+from rtune.models.rerankers.llm import RERANKER_SETTINGS, LLMPromptOptions, LLMReranker
+from rtune.stage import DATASET, GROUPS, MODEL, RERANKER, StageSpec
+from rtune.train.cross_encoder import dev_evaluator, document_rule
 from rtune.train.cross_encoder_config import RerankerTrainConfig
-from rtune.train.lora import LoraOptions
+from rtune.train.examples import build_rows, check_rows
+from rtune.train.lora import LoraOptions, enable_gradient_checkpointing
 from rtune.train.stage_checks import TrainingStageChecks
+from rtune.train.summary import dev_table
 
 log = logging.getLogger(__name__)
-_SCORE_FIELDS = ScoreConfig.model_fields
 _RERANKER_FIELDS = RerankerTrainConfig.model_fields
 
 
-class LLMRerankerTrainConfig(LoraOptions, TrainingStageChecks):
+class LLMRerankerTrainConfig(LLMPromptOptions, LoraOptions, TrainingStageChecks):
     """Everything `rtune train-llm-reranker` needs (LoRA options as for `rtune train`; a rank is required)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -47,13 +56,8 @@ class LLMRerankerTrainConfig(LoraOptions, TrainingStageChecks):
     learning_rate: float = Field(1e-4, gt=0, description="peak learning rate")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of steps with a linear warm-up")
     max_length: int = Field(512, ge=8, description="tokens of query + passage (the prompt is added on top)")
-    # the prompt options of `rtune score`, declared once there: what training reads is what scoring reads
-    query_prefix: str = _SCORE_FIELDS["query_prefix"]
-    passage_prefix: str = _SCORE_FIELDS["passage_prefix"]
-    separator: str = _SCORE_FIELDS["separator"]
-    prompt: str = _SCORE_FIELDS["prompt"]
-    yes_word: str = _SCORE_FIELDS["yes_word"]
     max_queries: int | None = Field(None, ge=1, description="cap on training groups (a seeded sample)")
+    allow_collapsed: bool = Field(False, description="train even when most queries have no (allowed) negative")
     # the dev evaluation of `rtune train-reranker`, declared once there
     dataset: Path | None = _RERANKER_FIELDS["dataset"]
     dev_split: str = _RERANKER_FIELDS["dev_split"]
@@ -69,14 +73,6 @@ class LLMRerankerTrainConfig(LoraOptions, TrainingStageChecks):
     overwrite: bool = Field(False, description="replace an existing --output")
 
 
-def sample_group(group, size: int, rng: random.Random) -> tuple[str, list[str]]:
-    """One positive and `size - 1` negatives (drawn with replacement when the group has fewer)."""
-    positive = rng.choice(group.pos)
-    negatives = list(group.neg)
-    picked = rng.sample(negatives, size - 1) if len(negatives) >= size - 1 else [rng.choice(negatives) for _ in range(size - 1)]
-    return positive, picked
-
-
 def group_loss(teacher, batch: list[tuple[str, str, list[str]]]):
     """Listwise cross-entropy of the yes-token logits: (groups, group_size) scores, the positive at column 0."""
     import torch
@@ -89,15 +85,10 @@ def group_loss(teacher, batch: list[tuple[str, str, list[str]]]):
     return torch.nn.functional.cross_entropy(scores, target)
 
 
-def build_teacher(config: LLMRerankerTrainConfig):
+def trainable_reranker(config: LLMRerankerTrainConfig):
     """The scoring-stage reranker with a fresh trainable LoRA adapter on its causal LM."""
-    from rtune.models.adapter import require_peft
-    from rtune.models.gguf import as_dense_model
-    from rtune.score.llm import LLMRerankerTeacher
-    from rtune.train.lora import enable_gradient_checkpointing
-
     peft = require_peft()
-    teacher = LLMRerankerTeacher(config.model, device=config.device, precision=config.precision, max_length=config.max_length,
+    teacher = LLMReranker(config.model, device=config.device, precision=config.precision, max_length=config.max_length,
                                  query_prefix=config.query_prefix, passage_prefix=config.passage_prefix,
                                  separator=config.separator, prompt=config.prompt, yes_word=config.yes_word,
                                  gguf_file=config.gguf_file, batch_size=config.eval_batch_size)
@@ -115,19 +106,13 @@ def train_llm_reranker(config: LLMRerankerTrainConfig) -> dict:
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    from rtune.data.atomic import atomic_dir, ensure_new_output
-    from rtune.data.beir import read_beir
-    from rtune.data.groups import read_groups
-    from rtune.data.manifest import write_manifest
-    from rtune.errors import InputError
-    from rtune.train.cross_encoder import dev_evaluator, document_rule
-    from rtune.train.examples import sample_queries
-
     started = time.time()
     ensure_new_output(config.output, config.overwrite)
-    groups = [g for g in sample_queries(list(read_groups(config.groups_file())), config.max_queries, config.seed) if g.neg]
-    if not groups:
-        raise InputError("no training group has a negative: the listwise loss needs at least one", config.groups_file())
+    groups = sample_groups(list(read_groups(config.groups_file())), config.max_queries, config.seed)
+    # the rows bi-encoder and cross-encoder training use: one positive per query per epoch, cycling, and negatives
+    # drawn afresh each epoch among those the miner allowed for that positive (neg_valid_pos); collapse is an error
+    rows = build_rows(groups, config.group_size, config.seed, config.epochs, positives="sample")
+    check_rows(rows, config.group_size, config.allow_collapsed, str(config.groups_file()))
     evaluator, first_dev = None, {}
     if config.dataset is not None:  # the first stage ranks the dev queries once, before any model loads
         evaluator, first_dev = dev_evaluator(config, read_beir(config.dataset), document_rule(config))
@@ -135,8 +120,8 @@ def train_llm_reranker(config: LLMRerankerTrainConfig) -> dict:
         log.info("no --dataset given: no dev evaluation; the last epoch is kept")
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
-    teacher = build_teacher(config)
-    steps_per_epoch = -(-len(groups) // config.batch_size)
+    teacher = trainable_reranker(config)
+    steps_per_epoch = -(-rows.rows_per_epoch // config.batch_size)
     optimizer = torch.optim.AdamW([p for p in teacher.model.parameters() if p.requires_grad], lr=config.learning_rate)
     total = steps_per_epoch * config.epochs
     schedule = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
@@ -144,11 +129,14 @@ def train_llm_reranker(config: LLMRerankerTrainConfig) -> dict:
     base_dev = _evaluate(teacher, evaluator, 0, 0) if evaluator else {}
     best, kept = None, None  # the best epoch's history entry and its adapter weights
     train_started = time.time()
+    negatives = [c for c in rows.columns if c.startswith("negative_")]
     for epoch in range(1, config.epochs + 1):
         teacher.model.train()
-        order = rng.sample(range(len(groups)), len(groups))
+        block = range((epoch - 1) * rows.rows_per_epoch, epoch * rows.rows_per_epoch)  # this epoch's rows
+        order = rng.sample(list(block), len(block))
         for start in range(0, len(order), config.batch_size):
-            batch = [(groups[i].query, *sample_group(groups[i], config.group_size, rng)) for i in order[start:start + config.batch_size]]
+            batch = [(rows.columns["anchor"][i], rows.columns["positive"][i], [rows.columns[c][i] for c in negatives])
+                     for i in order[start:start + config.batch_size]]
             loss = group_loss(teacher, batch)
             loss.backward()
             optimizer.step()
@@ -169,7 +157,7 @@ def train_llm_reranker(config: LLMRerankerTrainConfig) -> dict:
         if best[config.metric_for_best] <= first_dev[config.metric_for_best]:
             log.warning("the best epoch's reranking (%s=%.4f) does not beat the first stage alone on dev (%.4f)",
                         config.metric_for_best, best[config.metric_for_best], first_dev[config.metric_for_best])
-    summary = {"groups": len(groups), "steps": len(losses), "losses": losses, "train_seconds": round(train_seconds, 2),
+    summary = {"groups": len(groups), "rows": rows.counts, "steps": len(losses), "losses": losses, "train_seconds": round(train_seconds, 2),
                "dev_history": history, "best": best,
                "base_dev": {k.removeprefix("dev_"): v for k, v in base_dev.items()},
                "first_stage": {"ranker": config.first_stage, "rerank_top": config.rerank_top, "dev": first_dev} if evaluator else None}
@@ -204,13 +192,28 @@ def restore_weights(model, weights: dict) -> None:
 
 def save_reranker_adapter(teacher, config: LLMRerankerTrainConfig, folder: Path) -> None:
     """Adapter + tokenizer + base reference + the prompt settings the scores depend on."""
-    from rtune.data.atomic import atomic_file
-    from rtune.models.adapter import write_base_reference
-    from rtune.models.merge import RERANKER_SETTINGS
-
     teacher.model.save_pretrained(str(folder))
     teacher.tokenizer.save_pretrained(str(folder))
     write_base_reference(folder, str(Path(config.model) / config.gguf_file) if config.gguf_file else config.model)
     settings = {k: v for k, v in teacher.settings().items() if k not in ("model", "gguf_file", "dtype")}
     with atomic_file(folder / RERANKER_SETTINGS) as handle:
         handle.write(json.dumps(settings, indent=2) + "\n")
+
+
+def summary(config: LLMRerankerTrainConfig, result: dict) -> list:
+    """The terminal's dev table and closing line after `rtune train-llm-reranker`."""
+    table = dev_table(config, result, f"dev metrics ({config.dev_split}): top {config.rerank_top} of {config.first_stage}, reranked",
+                      first_stage=((result.get("first_stage") or {}).get("dev")))
+    return [*([table] if table is not None else []),
+            f"adapter saved to {config.output} ({result['steps']} steps, last loss {result['losses'][-1]:.4f}); "
+            f"score with it: rtune score --model {config.output}, or merge it: rtune merge {config.output} --output MERGED"]
+
+
+TRAIN_LLM_RERANKER = StageSpec(
+    name="train-llm-reranker", config=LLMRerankerTrainConfig, run=train_llm_reranker, produces=RERANKER,
+    help="Fine-tune an LLM yes-token reranker with LoRA on training groups (listwise over each group).",
+    refs={"dataset": DATASET, "groups": GROUPS, "first_stage": MODEL, "model": RERANKER},
+    defaults=lambda settings: {"dataset": DATASET, "groups": GROUPS, "first_stage": MODEL},
+    compute=lambda config: compute_identity(config.device, config.precision),
+    summary=summary,
+)

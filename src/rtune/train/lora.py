@@ -14,14 +14,14 @@ from pathlib import Path
 from pydantic import BaseModel, Field, model_validator
 
 from rtune.errors import InputError
-from rtune.models.adapter import require_peft, write_base_reference
+from rtune.models.adapter import merge_adapter_into_model, require_peft, write_base_reference
+from rtune.models.names import resolve_model
 
 log = logging.getLogger(__name__)
 
 
 class LoraOptions(BaseModel):
     """LoRA and memory options of a training stage (none set: full fine-tuning)."""
-
     lora_rank: int | None = Field(None, ge=1, description="train a LoRA adapter of this rank instead of all weights")
     lora_alpha: float | None = Field(None, gt=0, description="LoRA scaling alpha [default: 2 x rank]")
     lora_dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the LoRA branch")
@@ -73,7 +73,6 @@ def apply_lora(model, options: LoraOptions, model_name: str = "", seed: int | No
         if options.lora_rank is not None:
             raise InputError("--model is a LoRA adapter folder: merge it first (rtune merge), then train a new adapter "
                              "on the merged model", model_name or None)
-        from rtune.models.adapter import merge_adapter_into_model
 
         merge_adapter_into_model(model)
     if options.gradient_checkpointing:
@@ -112,6 +111,5 @@ def use_adapter_checkpoints(trainer) -> None:
 def save_base_reference(folder: str | Path, model, base: str) -> None:
     """After `model.save(folder)`: for a LoRA model, record which base the saved adapter belongs to."""
     if peft_model_of(model) is not None:
-        from rtune.models.loading import resolve_model
 
         write_base_reference(folder, resolve_model(base))

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rtune.data.manifest import path_fingerprint, write_manifest
+from rtune.models.names import display_name
+
 
 def append_lineage(model_dir: Path, lineage: dict) -> None:
     """Add a '## rtune lineage' section (base model, data, hyper-parameters, dev metrics) to README.md."""
@@ -48,9 +51,6 @@ def append_lineage(model_dir: Path, lineage: dict) -> None:
 def record_lineage(folder: Path, stage: str, config, summary: dict, started: float) -> None:
     """A trained model folder's lineage: the model card section and `rtune_manifest.json` (config, input
     hashes, versions, `summary`). `config` is a training stage's config (model, groups, dataset, dev split)."""
-    from rtune.data.manifest import path_fingerprint, write_manifest
-    from rtune.models.loading import display_name
-
     append_lineage(folder, {**summary, "base_model": display_name(config.model), "config": config.model_dump(mode="json"),
                             "groups": path_fingerprint(config.groups_file()), "dataset": str(config.dataset or ""),
                             "dev_split": config.dev_split, "metric_for_best": config.metric_for_best})

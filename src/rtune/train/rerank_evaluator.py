@@ -13,9 +13,9 @@ from collections.abc import Mapping
 
 from sentence_transformers.base.evaluation import BaseEvaluator
 
-from rtune.data.records import Qrels
-from rtune.eval.metrics import Run, compute_metrics
-from rtune.score.rerank import rerank_run
+from rtune.data.records import Qrels, Run
+from rtune.eval.metrics import compute_metrics
+from rtune.index.rerank import rerank_run
 
 log = logging.getLogger(__name__)
 

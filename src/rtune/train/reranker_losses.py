@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
+from rtune.errors import check_choice
+
 Layout = Literal["pairs", "lists", "tuples"]
 
 
@@ -49,6 +51,4 @@ IN_BATCH = {"mnrl"}  # losses that score other rows' passages too: batches must 
 
 def build_reranker_loss(name: str, model, negatives: int, in_batch_negatives: int = 1):
     """The `name` loss for a one-logit CrossEncoder trained with `negatives` hard negatives per positive."""
-    from rtune.errors import check_choice
-
     return RERANKER_LOSSES[check_choice("loss", name, RERANKER_LOSSES)](model, negatives, in_batch_negatives)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rtune.train.precision import precision_flags
+from rtune.models.precision import precision_flags
 
 
 def logging_steps(total_steps: int | None) -> int:

@@ -1,4 +1,4 @@
-"""Score many pairs with a teacher: sorted by length into batches, order restored, progress reported."""
+"""Score many pairs with a reranker: sorted by length into batches, order restored, progress reported."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from rtune.score.teacher import Teacher
+from rtune.models.rerankers.protocol import Reranker
 
 
-def score_pairs(teacher: Teacher, pairs: list[tuple[str, str]], batch_size: int,
+def score_pairs(reranker: Reranker, pairs: list[tuple[str, str]], batch_size: int,
                 on_batch: Callable[[int], None] | None = None) -> np.ndarray:
     """(n,) float64 scores in the order of `pairs`. Longest pairs first, so each batch pads little and an
     out-of-memory error shows on the first batch; `on_batch(n)` is called after each batch of n pairs."""
@@ -17,9 +17,9 @@ def score_pairs(teacher: Teacher, pairs: list[tuple[str, str]], batch_size: int,
     scores = np.empty(len(pairs), dtype=np.float64)
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
-        batch_scores = teacher.score([pairs[i] for i in chunk])
+        batch_scores = reranker.score([pairs[i] for i in chunk])
         if len(batch_scores) != len(chunk):
-            raise RuntimeError(f"teacher {teacher.name} returned {len(batch_scores)} scores for {len(chunk)} pairs")
+            raise RuntimeError(f"reranker {reranker.name} returned {len(batch_scores)} scores for {len(chunk)} pairs")
         scores[chunk] = np.asarray(batch_scores, dtype=np.float64)
         if on_batch is not None:
             on_batch(len(chunk))

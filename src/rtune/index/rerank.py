@@ -6,11 +6,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from rtune.eval.fusion import RRF_K
-from rtune.score.batching import score_pairs
-from rtune.score.reranker import Reranker
-
-Run = dict[str, dict[str, float]]
+from rtune.data.records import Run
+from rtune.data.run_file import ranked
+from rtune.index.fusion import RRF_K, fuse_runs
+from rtune.models.rerankers.batching import score_pairs
+from rtune.models.rerankers.protocol import Reranker
 
 
 def rerank_run(run: Run, queries: Mapping[str, str], corpus_texts: Mapping[str, str], reranker: Reranker,
@@ -39,8 +39,8 @@ def rerank_run(run: Run, queries: Mapping[str, str], corpus_texts: Mapping[str, 
 
 
 def first_stage_order(run: Run) -> dict[str, list[str]]:
-    """Each query's documents best first (ties in the run's order), the order reranking takes its top k from."""
-    return {qid: sorted(docs, key=lambda d: -docs[d]) for qid, docs in run.items()}
+    """Each query's documents in rtune's order (rtune.data.run_file.ranked), the order reranking takes its top k from."""
+    return {qid: [d for d, _ in ranked(docs)] for qid, docs in run.items()}
 
 
 def _tail_below(head_scores: Run, ranked: Mapping[str, list[str]], top_k: int) -> Run:
@@ -55,12 +55,10 @@ def _tail_below(head_scores: Run, ranked: Mapping[str, list[str]], top_k: int) -
 def fuse_with_first_stage(first: Run, reranked: Run, top_k: int, method: str = "minmax",
                           reranker_weight: float = 0.5, rrf_k: int = RRF_K) -> Run:
     """The reranked top_k of each query ordered by a fusion of the first stage's and the reranker's scores over
-    those documents (rtune.eval.fusion.fuse_runs: minmax = each query's scores min-max normalised then
+    those documents (rtune.index.fusion.fuse_runs: minmax = each query's scores min-max normalised then
     (1 - w) x first + w x reranker; rrf = weighted reciprocal ranks), the rest after them in first-stage order.
     Score interpolation of a reranker with its first stage is the usual remedy for a reranker trained on little
     in-domain data, whose errors differ from BM25's; `reranker_weight` 1.0 is the reranker alone (for minmax)."""
-    from rtune.eval.fusion import fuse_runs
-
     ranked = first_stage_order(first)
     missing = next(((qid, d) for qid, docs in ranked.items() for d in docs[:top_k] if d not in reranked.get(qid, {})), None)
     if missing is not None:

@@ -1,5 +1,5 @@
-"""Hybrid baselines: BM25 + a dense run fused (rtune.eval.fusion), method and weight chosen on dev only; the same
-for the final model + reranker, whose reranked top is fused with its first stage (rtune.score.rerank)."""
+"""Fused evaluation: two eval outputs' runs fused (BM25 + dense: rtune.index.fusion; a first stage + its reranking:
+rtune.index.rerank), the method and weight chosen on dev only and applied unchanged to test."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rtune.data.atomic import atomic_dir
-from rtune.eval.fusion import fuse_runs, fusion_grid, top_k
+from rtune.data.run_file import read_run, write_run
 from rtune.eval.metrics import compute_metrics
-from rtune.eval.run_file import read_run, write_run
+from rtune.index.fusion import fuse_runs, fusion_grid, top_k
+from rtune.index.rerank import fuse_with_first_stage
 
 FUSION_FILE = "fusion.json"
 
@@ -49,8 +50,6 @@ def fused_eval(output: Path, lexical_dir: Path, dense_dir: Path, qrels, names: l
 def reranker_fusion(top: int) -> Fuse:
     """`fuse` for a first-stage run and its reranked run: the reranked top `top` ordered by both scores fused
     (the reranker weighs `dense_weight`), as `rtune eval --rerank-fusion` does."""
-    from rtune.score.rerank import fuse_with_first_stage
-
     def fuse(first, reranked, method: str, weight: float) -> dict:
         return fuse_with_first_stage(first, reranked, top, method, weight)
 

@@ -10,8 +10,11 @@ from typing import Any, get_args, get_origin
 import click
 from pydantic import BaseModel, ValidationError
 
-from rtune.cli_help import REQUIRED, PanelCommand
+from rtune.cli.help import REQUIRED, PanelCommand
+from rtune.data.atomic import check_output_not_input, check_writable
+from rtune.data.yaml_file import read_yaml_mapping
 from rtune.errors import InputError, Interrupted
+from rtune.models.encoder_options import EncoderOptions
 
 
 def _flag(name: str) -> str:
@@ -72,14 +75,8 @@ def build_config(config_cls: type[BaseModel], values: dict[str, Any], config_fil
     """YAML file first, flags on top; validation errors name the flag (or the positional argument)."""
     merged: dict[str, Any] = {}
     if config_file is not None:
-        import yaml
 
-        try:
-            loaded = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise InputError(f"cannot read config: {err}", config_file) from None
-        if not isinstance(loaded, dict):
-            raise InputError("config must be a mapping of option names to values", config_file)
+        loaded = read_yaml_mapping(config_file, "config must be a mapping of option names to values")
         merged.update({k.replace("-", "_"): v for k, v in loaded.items()})
     for name, value in values.items():
         if value is None:
@@ -106,8 +103,6 @@ def build_config(config_cls: type[BaseModel], values: dict[str, Any], config_fil
 def check_outputs(config: BaseModel) -> None:
     """Before any work: a cache folder the user named must be writable (the default one may degrade), and
     the output must not be (or contain) an input, which `--overwrite` would delete."""
-    from rtune.data.atomic import check_output_not_input, check_writable
-
     cache_dir = getattr(config, "cache_dir", None)
     if cache_dir is not None and getattr(config, "cache", False):
         check_writable(cache_dir, "embedding cache (--cache-dir)", inside=True)
@@ -122,8 +117,6 @@ def stage_command(name: str, config_cls: type[BaseModel], run, help_text: str, p
                   panels: dict[str, tuple[str, ...]] | None = None) -> click.Command:
     """A click command whose options are `config_cls`'s fields; `run(config)` does the work. `panels` groups
     options in --help ({panel title: field names}; "*encoder" stands for every shared encoder option)."""
-    from rtune.models.encoder_options import EncoderOptions
-
     panel_of = {}
     for title, names in (panels or {}).items():
         for field_name in names:

@@ -1,27 +1,26 @@
-"""A bi-encoder's similarity as a (cheap) teacher or a sanity check."""
+"""A bi-encoder's similarity as a (cheap) reranker / teacher, or a sanity check."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from rtune.score.dtype import dtype_name, inference_dtype, resolve_device
+from rtune.models.encoder_options import EncoderOptions
+from rtune.models.precision import dtype_name, inference_dtype, resolve_device
 
 
-class BiEncoderTeacher:
+class BiEncoderReranker:
     """Scores a pair with the model's similarity (cosine or dot, as the model declares), loaded and fed
     through the shared encoder builder, so its saved prompts and settings apply as in every other stage."""
-
     def __init__(self, model_name: str, device: str | None = None, precision: str = "auto",
                  query_prompt: str | None = None, document_prompt: str | None = None, batch_size: int = 64) -> None:
         import torch
 
-        from rtune.models.encoder_options import EncoderOptions
 
         self.name = model_name
         self.device = resolve_device(device)
         self.dtype = inference_dtype(precision, self.device)
         options = EncoderOptions(device=self.device, query_prompt=query_prompt, document_prompt=document_prompt)
-        self.encoder = options.build_encoder(model_name)  # rtune.index.encoder.SentenceTransformerEncoder
+        self.encoder = options.build_encoder(model_name)  # rtune.models.encoder.SentenceTransformerEncoder
         if self.dtype != torch.float32:
             self.encoder.model.to(self.dtype)
         self.batch_size = batch_size

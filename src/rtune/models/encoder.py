@@ -10,15 +10,14 @@ from typing import Protocol
 import numpy as np
 
 from rtune.errors import InputError
+from rtune.models.fingerprint import encoder_fingerprint
 from rtune.models.settings import EncoderSettings
 
 
 class Encoder(Protocol):
     """Turns texts into embeddings where higher inner product means more relevant."""
-
     def encode_queries(self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
         """(n, dim) float32."""
-
     def encode_documents(self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
         """(n, dim) float32."""
 
@@ -29,7 +28,6 @@ class SentenceTransformerEncoder:
     the query / passage max lengths. Embeddings are L2-normalised when the model's similarity is cosine, so
     inner product equals its similarity. `model_id` (its folder or hub id) identifies the weights for the
     embedding cache."""
-
     def __init__(self, model, settings: EncoderSettings | None = None, model_id: str | None = None) -> None:
         self.model = model
         self.settings = settings if settings is not None else EncoderSettings.from_model(model)
@@ -73,7 +71,6 @@ class SentenceTransformerEncoder:
         the weights cannot be identified (a model in training). `memo_dir` keeps weight hashes between runs."""
         if self.model_id is None:
             return None
-        from rtune.models.fingerprint import encoder_fingerprint  # an adapter folder's includes its base's
 
         s = self.settings
         if kind == "queries":

@@ -1,11 +1,11 @@
-"""A sentence-transformers CrossEncoder as a teacher: its raw logit for each pair."""
+"""A sentence-transformers CrossEncoder as a Reranker: its raw logit for each pair."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from rtune.errors import InputError
-from rtune.score.dtype import dtype_name, inference_dtype, resolve_device
+from rtune.models.precision import dtype_name, inference_dtype, resolve_device
 
 
 def load_cross_encoder(name_or_path: str, device: str | None = None, max_length: int | None = None):
@@ -21,14 +21,14 @@ def load_cross_encoder(name_or_path: str, device: str | None = None, max_length:
     except Exception as err:  # the loaders raise many types (OSError, ValueError, JSON errors...)
         raise InputError(f"model does not load as a cross-encoder: {type(err).__name__}: {err}", resolved) from err
     if model.num_labels != 1:
-        raise InputError(f"a teacher cross-encoder needs one output score, this one has {model.num_labels} labels", resolved)
+        raise InputError(f"a reranker cross-encoder needs one output score, this one has {model.num_labels} labels", resolved)
     if max_length is not None:
         positions = getattr(model.config, "max_position_embeddings", None) or max_length
         model.max_seq_length = min(max_length, positions)  # never past the position table
     return model
 
 
-class CrossEncoderTeacher:
+class CrossEncoderReranker:
     """Scores with a CrossEncoder's raw logit (no sigmoid), so distillation temperatures apply to logits.
     `max_length` None keeps the length the model was saved with (a reranker trained at 192 tokens scores at 192)."""
 

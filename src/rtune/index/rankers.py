@@ -6,14 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from rtune.data.records import Document
+from rtune.data.records import Document, Run
 from rtune.data.text import document_texts
-from rtune.eval.metrics import Run
 from rtune.index.bm25 import BM25Index
 from rtune.index.dense_index import DenseIndex
 from rtune.index.embedding_cache import EmbeddingCache
-from rtune.index.encoder import Encoder
 from rtune.index.ranking import CorpusIndex, with_progress
+from rtune.models.encoder import Encoder
 
 
 class Ranker(Protocol):
@@ -63,9 +62,6 @@ class DenseRanker:
             self._index = DenseIndex.build(self.encoder, document_texts(self.corpus, self.use_title), self.cache, self.dtype,
                                            self.index_type, self.seed, self.batch_size, self.show_progress, self.name)
         return self._index
-
-    def matrix(self):
-        return self.index().matrix
 
     def rank(self, queries: Mapping[str, str], k: int) -> Run:
         return rank_run(self.index(), [d.id for d in self.corpus], queries, k, "dense search", self.show_progress)

@@ -16,8 +16,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from rtune.data.manifest import read_manifest
+from rtune.data.records import Run
+from rtune.data.run_file import ranked
 from rtune.errors import InputError, check_choice
-from rtune.eval.metrics import Run
 
 FUSION_METHODS = ("rrf", "minmax")
 RRF_K = 60
@@ -41,7 +43,6 @@ class HybridSettings:
     run's top max(--ks)); language: BM25's stemmer/stopwords (None: the prepared dataset's recorded language when
     the corpus is given as its corpus.jsonl, else en).
     """
-
     method: str = "minmax"
     dense_weight: float = 0.5
     rrf_k: int = RRF_K
@@ -81,8 +82,6 @@ class HybridSettings:
         """The fusion a run chose on dev: a pipeline hybrid baseline's `fusion.json` (or the eval folder holding it,
         `<run>/baselines/hybrid-<model>/eval-dev/output`), or an `rtune eval --hybrid` output folder (its manifest's
         --fusion, --dense-weight and BM25 language). `overrides` (e.g. candidates) replace what was read."""
-        from rtune.data.manifest import read_manifest
-
         path = Path(path)
         file = path / "fusion.json" if path.is_dir() else path
         if file.is_file():
@@ -115,7 +114,7 @@ def _ranx_run(run: Mapping[str, Mapping[str, float]], name: str):
 
 def ranks(docs: Mapping[str, float]) -> dict[str, int]:
     """Each document's rank within one query's run (1 = best score; ties broken by doc id), as fusion sees it."""
-    ordered = sorted(docs.items(), key=lambda kv: (-kv[1], kv[0]))
+    ordered = ranked(docs)
     return {doc: rank for rank, (doc, _) in enumerate(ordered, start=1)}
 
 
@@ -163,8 +162,8 @@ def fusion_grid(weights: Sequence[float] = DEFAULT_WEIGHTS) -> list[tuple[str, f
 
 
 def top_k(run: Run, k: int) -> Run:
-    """Each query's k best documents (ties by doc id, so the cut is deterministic)."""
-    return {q: dict(sorted(docs.items(), key=lambda kv: (-kv[1], kv[0]))[:k]) for q, docs in run.items()}
+    """Each query's k best documents, in rtune's order (rtune.data.run_file.ranked: ties by doc id)."""
+    return {q: dict(ranked(docs)[:k]) for q, docs in run.items()}
 
 
 def fused_top_k(lexical: Run, dense: Run, settings: HybridSettings, k: int) -> Run:
@@ -174,8 +173,7 @@ def fused_top_k(lexical: Run, dense: Run, settings: HybridSettings, k: int) -> R
 
 
 class HybridRanker:
-    """A Ranker (rtune.eval.rankers) that fuses a lexical and a dense ranker's top k with `fused_top_k`."""
-
+    """A Ranker (rtune.index.rankers) that fuses a lexical and a dense ranker's top k with `fused_top_k`."""
     def __init__(self, lexical, dense, method: str = "minmax", dense_weight: float = 0.5, rrf_k: int = RRF_K) -> None:
         self.settings = HybridSettings(method=method, dense_weight=dense_weight, rrf_k=rrf_k)
         self.lexical, self.dense, self.method, self.dense_weight = lexical, dense, method, self.settings.dense_weight

@@ -8,6 +8,8 @@ import logging
 from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping
 
+from rtune.data.run_file import ranked
+
 log = logging.getLogger(__name__)
 
 
@@ -20,7 +22,7 @@ def most_common_share(tops: Iterable[Hashable]) -> float:
 
 def shared_top_share(run: Mapping[str, Mapping[str, float]], k: int = 1) -> float:
     """The share of queries whose top `k` documents (as a set) are the most common top `k` of the run."""
-    return most_common_share(frozenset(sorted(docs, key=lambda d: (-docs[d], d))[:k]) for docs in run.values() if docs)
+    return most_common_share(frozenset(d for d, _ in ranked(docs)[:k]) for docs in run.values() if docs)
 
 
 def collapse_threshold(documents: int, floor: float = 0.25, spread: float = 5.0) -> float:

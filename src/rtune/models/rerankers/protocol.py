@@ -1,4 +1,5 @@
-"""The Teacher protocol: anything that scores (query, passage) pairs, higher meaning more relevant."""
+"""The Reranker protocol: anything that scores (query, passage) pairs, higher meaning more relevant. The same
+object reranks at evaluation and serving time and is the teacher whose scores `rtune score` writes."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from typing import Protocol, runtime_checkable
 
 
 @runtime_checkable
-class Teacher(Protocol):
-    """Scores pairs. Rerankers at evaluation use the same protocol (see rtune.score.rerank)."""
+class Reranker(Protocol):
+    """Scores pairs (a cross-encoder, an LLM yes-token reranker, a bi-encoder's similarity)."""
 
     name: str
 

@@ -1,4 +1,4 @@
-"""An LLM reranker as a teacher: the logit of the "Yes" token after a prompt (bge-reranker-v2-gemma style).
+"""An LLM reranker: the logit of the "Yes" token after a prompt (bge-reranker-v2-gemma style).
 
 Each pair becomes `[bos] A: {query} {sep} B: {passage} {sep} {prompt}`, as FlagEmbedding's
 `FlagLLMReranker` builds it: query cut to 3/4 of `max_length`, the passage cut to what is left, the
@@ -8,14 +8,15 @@ token, with position ids counted from each row's first real token.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from pathlib import Path
 
-from rtune.errors import InputError
+from pydantic import BaseModel, Field
+
 from rtune.models.adapter import fold_adapter
+from rtune.models.causal_lm import load_causal_lm
+from rtune.models.precision import dtype_name, inference_dtype, resolve_device
 from rtune.models.yes_token import YES_WORD, yes_token_id
-from rtune.score.dtype import dtype_name, inference_dtype, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -23,48 +24,7 @@ DEFAULT_PROMPT = ("Given a query A and a passage B, determine whether the passag
                   "by providing a prediction of either 'Yes' or 'No'.")
 
 
-def load_causal_lm(name_or_path: str, dtype, device: str, gguf_file: str | None = None):
-    """(tokenizer, model) for a causal LM folder, hub id, GGUF file, or an LLM-reranker adapter folder
-    (`rtune train-llm-reranker`: its base is loaded, then the adapter, as a PeftModel); failures raise
-    InputError naming what did not load (for an adapter whose base cannot be found: the adapter folder)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from rtune.models.adapter import is_adapter_folder
-    from rtune.models.gguf import parsed_once
-
-    path = Path(name_or_path).expanduser()
-    if not gguf_file and path.is_dir() and is_adapter_folder(path):
-        return _load_with_adapter(path, dtype, device)
-    resolved = str(path) if path.exists() else name_or_path
-    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
-    try:
-        with parsed_once() if gguf_file else contextlib.nullcontext():
-            tokenizer = AutoTokenizer.from_pretrained(resolved, **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(resolved, dtype=dtype, **kwargs)
-    except Exception as err:  # the loaders raise many types (OSError, ValueError, JSON errors...)
-        raise InputError(f"model does not load as a causal LM: {type(err).__name__}: {err}", resolved) from err
-    return tokenizer, model.to(device).eval()
-
-
-def _load_with_adapter(folder: Path, dtype, device: str):
-    """(tokenizer, PeftModel): the adapter's base (a folder, hub id or GGUF file), dequantised, with the adapter on."""
-    from rtune.models.adapter import adapter_base, load_adapter
-    from rtune.models.gguf import as_dense_model, split_gguf
-
-    if (folder / "modules.json").is_file():
-        raise InputError("this adapter belongs to a bi-encoder (`rtune train --lora-rank`), not an LLM reranker; "
-                         "score with --teacher bi_encoder", folder)
-    base = adapter_base(folder)  # a base that cannot be found fails here, naming the folder
-    name, gguf_file = split_gguf(base) or (base, None)
-    tokenizer, model = load_causal_lm(name, dtype, device, gguf_file)
-    as_dense_model(model)
-    if (folder / "tokenizer_config.json").is_file():  # saved with the adapter (its pad token included)
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    return tokenizer, load_adapter(model, folder).eval()
-
-
+RERANKER_SETTINGS = "rtune_reranker.json"  # the prompt settings an LLM reranker was trained with, saved beside it
 PROMPT_DEFAULTS = {"max_length": 512, "query_prefix": "A: ", "passage_prefix": "B: ", "separator": "\n",
                    "prompt": DEFAULT_PROMPT, "yes_word": YES_WORD}
 
@@ -72,8 +32,6 @@ PROMPT_DEFAULTS = {"max_length": 512, "query_prefix": "A: ", "passage_prefix": "
 def saved_prompt_settings(model_name: str) -> dict:
     """The prompt settings saved with an LLM reranker folder (`rtune_reranker.json`), or {} (none, or unreadable)."""
     import json
-
-    from rtune.models.merge import RERANKER_SETTINGS
 
     path = Path(model_name).expanduser() / RERANKER_SETTINGS
     try:
@@ -83,7 +41,21 @@ def saved_prompt_settings(model_name: str) -> dict:
     return {k: v for k, v in saved.items() if k in PROMPT_DEFAULTS} if isinstance(saved, dict) else {}
 
 
-class LLMRerankerTeacher:
+class LLMPromptOptions(BaseModel):
+    """How an LLM reranker reads a pair, shared by `rtune score` and `rtune train-llm-reranker`: what training
+    reads is what scoring reads. Unset: the reranker's saved value (rtune_reranker.json), else PROMPT_DEFAULTS."""
+
+    query_prefix: str | None = Field(None, description="llm: text before the query [default: the reranker's saved one, else 'A: ']")
+    passage_prefix: str | None = Field(None, description="llm: text before the passage [default: saved, else 'B: ']")
+    separator: str | None = Field(None, description="llm: text between query and passage and before the prompt (YAML for a "
+                                  "newline) [default: saved, else a newline]")
+    prompt: str | None = Field(None, description="llm: instruction placed after the pair [default: saved, else "
+                               f"{DEFAULT_PROMPT!r}]")
+    yes_word: str | None = Field(None, description="llm: the word whose token logit is the score (must be one token) "
+                                 "[default: saved, else Yes]")
+
+
+class LLMReranker:
     """Scores pairs with `logits[last position, id("Yes")]` of a causal LM."""
 
     def __init__(self, model_name: str, device: str | None = None, precision: str = "auto", max_length: int | None = None,
@@ -120,8 +92,6 @@ class LLMRerankerTeacher:
         # prompt settings given explicitly that differ from those it was trained with
         differ = [k for k in ("query_prefix", "passage_prefix", "separator", "prompt", "yes_word") if k in saved and saved[k] != chosen[k]]
         if differ:
-            from rtune.models.merge import RERANKER_SETTINGS
-
             log.warning("%s was trained with different %s (see %s); scores read with other settings may mean little", model_name,
                         ", ".join(differ), Path(model_name).expanduser() / RERANKER_SETTINGS)
 

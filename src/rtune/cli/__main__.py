@@ -1,0 +1,5 @@
+"""`python -m rtune.cli ...` is `rtune ...`."""
+
+from rtune.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""Rerankers: anything that scores (query, passage) pairs (cross-encoders, LLM yes-token rerankers, bi-encoders)."""
