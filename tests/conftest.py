@@ -137,7 +137,8 @@ def squad_file(tmp_path: Path) -> Path:
     for a in range(4):
         paragraphs = []
         for p in range(2):
-            qas = [{"id": f"a{a}p{p}q{q}", "question": f"Question {q} about topic{a} part{p}?", "answers": []} for q in range(2)]
+            qas = [{"id": f"a{a}p{p}q{q}", "question": f"Question {q} about topic{a} part{p}?",
+                    "answers": [{"text": f"topic{a}", "answer_start": 26}]} for q in range(2)]
             paragraphs.append({"context": f"Article {a} paragraph {p} text about topic{a} part{p}.", "qas": qas})
         data.append({"title": f"Article_{a}", "paragraphs": paragraphs})
     path = tmp_path / "squad.json"

@@ -71,8 +71,10 @@ def test_existing_output_is_never_overwritten_silently(squad_file, tmp_path):
     (out / "precious.txt").write_text("keep me")
     assert run_cli("prepare", str(squad_file), "--output", str(out), "--train", "0.5", "--dev", "0.25", "--test", "0.25") == 2
     assert (out / "precious.txt").read_text() == "keep me"
-    main(["prepare", str(squad_file), "--output", str(out), "--train", "0.5", "--dev", "0.25", "--test", "0.25", "--overwrite"])
-    assert not (out / "precious.txt").exists() and (out / "corpus.jsonl").is_file()
+    # --overwrite replaces only what rtune wrote: a folder of the user's own files is refused all the same
+    assert run_cli("prepare", str(squad_file), "--output", str(out), "--train", "0.5", "--dev", "0.25", "--test", "0.25",
+                   "--overwrite") == 2
+    assert (out / "precious.txt").read_text() == "keep me" and not (out / "corpus.jsonl").exists()
 
 
 def test_run_command_plans_a_pipeline_and_refuses_a_bad_one(squad_file, tmp_path, capsys):

@@ -41,3 +41,11 @@ def check_choice(kind: str, value: str, valid: Iterable[str]) -> str:
 class DataCollapsedError(InputError):
     """A stage's data collapsed (most queries without negatives, far fewer rows than queries): it stops
     rather than exiting 0 with a model trained on a handful of rows."""
+
+
+class OutOfSpace(OSError):
+    """An output could not be written because its file system is full: the environment's fault, not the input's
+    and not a bug. Says which output, how far it got and how much room is left."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)

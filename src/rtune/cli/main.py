@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -15,8 +16,8 @@ from rich.console import Console
 
 from rtune import __version__
 from rtune.cli.options import stage_command
-from rtune.data.atomic import atomic_file
-from rtune.errors import InputError, Interrupted
+from rtune.data.atomic import FULL_DISK, atomic_file
+from rtune.errors import InputError, Interrupted, OutOfSpace
 from rtune.eval.report import HEADLINE, metrics_table
 from rtune.pipeline.compare import load_rows
 from rtune.pipeline.registry import STAGES
@@ -133,17 +134,28 @@ def build_cli() -> click.Group:
     return group
 
 
-# what a user can fix: exit 2 with one message. Anything else is a bug: exit 1 (traceback with -v).
+# what a user can fix: exit 2 with one message. The machine's fault (a full disk): exit 1 with one message. Anything
+# else is a bug: exit 1 (traceback with -v).
 USER_ERRORS = (InputError, ValidationError, FileExistsError, FileNotFoundError)
 EXITS = (click.exceptions.Exit, typer.Exit)
 USAGE_ERRORS = (click.ClickException, typer_click.ClickException)
 ABORTS = (click.exceptions.Abort, typer.Abort)
-INTERRUPTED = 130
+INTERRUPTED, TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM
+_signal_received: list[int] = []
+
+
+def _on_sigterm(signum, frame) -> None:
+    """SIGTERM (schedulers, `docker stop`) unwinds like Ctrl-C: finished stages kept, temporaries removed, the lock
+    released; the exit code says which signal it was."""
+    _signal_received.append(signum)
+    raise KeyboardInterrupt
 
 
 def _interrupted(message: str) -> None:
+    if _signal_received:
+        message = message.replace("interrupted", "terminated (SIGTERM)", 1)
     console.print(f"[bold yellow]{message}[/]", highlight=False, soft_wrap=True)
-    sys.exit(INTERRUPTED)
+    sys.exit(TERMINATED if _signal_received else INTERRUPTED)
 
 
 def _internal_error(err: BaseException) -> None:
@@ -155,8 +167,19 @@ def _internal_error(err: BaseException) -> None:
     sys.exit(1)
 
 
+def _environment_error(err: OSError) -> None:
+    """A full disk (or quota): what could not be written, and how much room there is; not a bug."""
+    message = str(err) if isinstance(err, OutOfSpace) else (
+        f"no space left on the device writing {err.filename or 'an output'} ({err.strerror}); free some space and run "
+        "again (nothing partial was kept)")
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    sys.exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: bad input ends with one clear message and exit 2, Ctrl-C with exit 130, a bug with exit 1."""
+    """Entry point: bad input ends with one clear message and exit 2, Ctrl-C with exit 130, SIGTERM with 143, a full
+    disk with one message and exit 1, a bug with exit 1."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         code = build_cli().main(args=argv, prog_name="rtune", standalone_mode=False)
     except EXITS as done:
@@ -166,11 +189,15 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(err.exit_code)
     except Interrupted as err:
         _interrupted(str(err))
-    except ABORTS:
+    except (*ABORTS, KeyboardInterrupt):
         _interrupted("interrupted; nothing was written")
     except USER_ERRORS as err:
         console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)  # paths stay whole
         sys.exit(2)
+    except OSError as err:
+        if isinstance(err, OutOfSpace) or err.errno in FULL_DISK:
+            _environment_error(err)
+        _internal_error(err)
     except Exception as err:  # noqa: BLE001 - the last line of defence
         _internal_error(err)
     if code == INTERRUPTED:  # typer turns a KeyboardInterrupt outside a stage into a returned 130

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from rtune.errors import InputError
+from rtune.errors import InputError, OutOfSpace
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,13 @@ def atomic_file(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
             yield handle
         os.chmod(tmp, _umask_mode(directory=False))
         os.replace(tmp, path)
+    except OSError as err:
+        written = os.path.getsize(tmp) if os.path.exists(tmp) else 0
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if err.errno in FULL_DISK and not isinstance(err, OutOfSpace):
+            raise out_of_space(err, path, written) from err
+        raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -152,23 +160,67 @@ def check_output_not_input(output: str | Path, inputs: dict[str, str | Path]) ->
                              "replacing it would delete that input: choose another --output", output)
 
 
+# files that mark a folder as rtune's own output (a stage's manifest, a model folder's, a saved index, a run folder)
+RTUNE_MARKERS = ("manifest.json", "rtune_manifest.json", "retriever.json", ".rtune-run")
+
+
+def written_by_rtune(path: Path) -> bool:
+    """Whether the folder `path` is an rtune output, which `--overwrite` may replace."""
+    return path.is_dir() and any((path / marker).is_file() for marker in RTUNE_MARKERS)
+
+
 def ensure_new_output(path: str | Path, overwrite: bool) -> None:
-    """Refuse to replace something the user already has unless they said `overwrite`, and fail early
-    when the output cannot be written at all."""
+    """Refuse to replace something the user already has: an existing non-empty output needs `overwrite`, and
+    even then only a folder rtune wrote (one of RTUNE_MARKERS) is replaced, never a file or a folder of the user's
+    own, nor the folder the process runs in; fail early when the output cannot be written at all."""
     path = Path(path)
-    if path.exists() and not overwrite and (path.is_file() or any(path.iterdir())):
-        raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
-    check_writable(path)
+    resolved = path.expanduser().resolve()
+    if resolved == Path.cwd().resolve() or resolved in Path.cwd().resolve().parents:
+        raise InputError("the output is the current folder (or holds it): choose a new folder for the output", path)
+    if path.exists() and (path.is_file() or any(path.iterdir())):
+        if not overwrite:
+            raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
+        if not written_by_rtune(path):
+            what = "a file" if path.is_file() else "a folder that rtune did not write (it has no rtune manifest)"
+            raise InputError(f"--overwrite replaces only an output rtune wrote, and this is {what}: choose another "
+                             "output, or move it away yourself", path)
+    check_writable(resolved)
+
+
+def folder_size(path: Path) -> int:
+    """Bytes of the files under `path` (what a partial output had reached)."""
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+def out_of_space(err: OSError, output: Path, written: int) -> OutOfSpace:
+    """The OutOfSpace error for a write into `output` that failed with ENOSPC after `written` bytes."""
+    try:
+        free = shutil.disk_usage(output.parent if output.parent.exists() else Path.cwd()).free
+    except OSError:
+        free = 0
+    return OutOfSpace(errno.ENOSPC, f"no space left on the device for {output}: the output had reached {written / 1e6:.1f} MB "
+                                    f"when the disk filled ({free / 1e6:.1f} MB free now); free at least that much and run "
+                                    "again (nothing partial was kept, and a previous output is left as it was)", str(output))
+
+
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 @contextlib.contextmanager
 def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
-    """Build a folder under a temporary name beside `path`; move it into place when the block succeeds.
+    """Build a folder under a temporary name beside `path` (beside its resolved place, so `.` or `..` work); move it
+    into place when the block succeeds.
 
-    An existing non-empty `path` is only replaced when `overwrite` is set; the old one is removed
-    after the new one is complete.
+    An existing non-empty `path` is only replaced when `overwrite` is set and rtune wrote it; the old one is removed
+    after the new one is complete. A full disk raises OutOfSpace naming the output; the temporary is removed and a
+    previous output kept.
     """
-    path = Path(path)
+    path = Path(path).expanduser().resolve()
     ensure_new_output(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path.parent, f".{path.name}.", final=path)
@@ -177,6 +229,13 @@ def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     try:
         with owned(tmp):
             yield tmp
+    except OSError as err:
+        if err.errno in FULL_DISK and not isinstance(err, OutOfSpace):
+            written = folder_size(tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise out_of_space(err, path, written) from err
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -19,7 +19,12 @@ class RetrievalDataset:
     queries: dict[str, Query]
     qrels: dict[str, Qrels] = field(default_factory=dict)
     name: str = ""
-    dropped: list[dict] = field(default_factory=list)  # empty documents, their judgements, queries left without a positive
+    dropped: list[dict] = field(default_factory=list)  # empty documents, their judgements, queries left without a positive,
+    # questions without an answer (kind "unanswerable")
+
+    def unanswerable(self) -> list[dict]:
+        """The questions set aside because they have no answer (SQuAD 2.0's impossible ones)."""
+        return [d for d in self.dropped if d["kind"] == "unanswerable"]
 
     def split_queries(self, split: str) -> dict[str, Query]:
         """The queries judged in `split`, in qrels order."""
@@ -38,7 +43,7 @@ class RetrievalDataset:
 
     def dropped_summary(self) -> dict:
         """Counts and examples of what reading dropped (for reports and manifests)."""
-        kinds = {"document": "documents", "judgement": "judgements", "query": "queries"}
+        kinds = {"document": "documents", "judgement": "judgements", "query": "queries", "unanswerable": "unanswerable"}
         summary: dict = {name: sum(d["kind"] == kind for d in self.dropped) for kind, name in kinds.items()}
         summary["details"] = self.dropped[:100]
         return summary

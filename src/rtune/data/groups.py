@@ -72,15 +72,23 @@ def _text_list(obj: dict, field: str, name: str, line: int, required: bool) -> t
     return tuple(value)
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # scores are used in float32: anything beyond overflows to inf there
+
+
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _is_score(value) -> bool:
+    """A finite number that stays finite in float32, where training and scoring use it."""
+    return _is_number(value) and abs(value) <= FLOAT32_MAX
+
+
 def _check_item(kind: str, value, n_pos: int) -> bool:
     if kind == "score":
-        return _is_number(value)
+        return _is_score(value)
     if kind == "score_or_null":
-        return value is None or _is_number(value)
+        return value is None or _is_score(value)
     if kind == "int":
         return isinstance(value, int) and not isinstance(value, bool)
     if kind == "indices":
@@ -106,6 +114,9 @@ def _parallel_list(obj: dict, field: str, texts: dict[str, tuple], name: str, li
         if kind == "id" and isinstance(item, int) and not isinstance(item, bool):
             continue
         if not _check_item(kind, item, len(texts["pos"])):
+            if kind.startswith("score") and _is_number(item):  # finite in JSON, not where it is used
+                raise InputError(f"field '{field}'[{i}] must be a finite number within float32's range (|x| <= 3.4e38; "
+                                 f"scores are used in float32), got {item!r}", name, line)
             raise InputError(f"field '{field}'[{i}] must be {_ITEM_WORDS[kind]}, got {item!r}", name, line)
     if kind == "id":
         return tuple(str(v) for v in value)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rtune.data.atomic import atomic_dir, ensure_new_output
 from rtune.data.beir import read_beir, read_corpus, write_beir
 from rtune.data.dataset import RetrievalDataset
+from rtune.data.jsonl import write_jsonl
 from rtune.data.manifest import write_manifest
 from rtune.data.qa_pairs import read_qa_pairs
 from rtune.data.splits import SplitFractions, check_leaks, cross_split_report, split_dataset
@@ -21,6 +22,7 @@ from rtune.errors import InputError
 from rtune.stage import DATASET, PIPELINE_DATASET, StageSpec
 
 log = logging.getLogger(__name__)
+UNANSWERABLE_FILE = "unanswerable.jsonl"
 
 InputFormat = Literal["auto", "squad", "beir", "qa-pairs"]
 
@@ -44,6 +46,9 @@ class PrepareConfig(BaseModel):
     resplit: bool = Field(False, description="BEIR input: pool its splits and split again")
     seed: int = Field(42, description="seed of the split")
     allow_leaks: bool = Field(False, description="write the dataset even when a query text with the same positive is in two splits")
+    unanswerable: Literal["skip", "keep"] = Field(
+        "skip", description="SQuAD questions without an answer (is_impossible, no answers): skip them (counted), or keep "
+        "them apart in unanswerable.jsonl (never as queries: they have no positive)")
     overwrite: bool = Field(False, description="replace an existing --output")
 
 
@@ -85,12 +90,19 @@ def prepare(config: PrepareConfig) -> dict:
     report = cross_split_report(dataset)
     check_leaks(report, config.allow_leaks, str(config.input))
     stats = {"documents": len(dataset.corpus), **report.as_dict(), "dropped": dataset.dropped_summary()}
-    if dataset.dropped:
+    if dataset.unanswerable():
+        log.warning("%d question(s) have no answer (is_impossible, or no answers): %s", len(dataset.unanswerable()),
+                    "kept apart in unanswerable.jsonl" if config.unanswerable == "keep" else "skipped (--unanswerable keep "
+                    "writes them to unanswerable.jsonl)")
+    if any(d["kind"] != "unanswerable" for d in dataset.dropped):
         dropped = stats["dropped"]
         log.warning("dropped %d empty document(s), %d judgement(s) of them and %d query(ies) left without a positive "
                     "(listed in split_report.json)", dropped["documents"], dropped["judgements"], dropped["queries"])
     with atomic_dir(config.output, overwrite=config.overwrite) as tmp:
         write_beir(tmp, dataset)
+        if config.unanswerable == "keep" and dataset.unanswerable():
+            write_jsonl(tmp / UNANSWERABLE_FILE, ({"_id": d["id"], "text": d["text"], "group": d["group"],
+                                                   "paragraph": d["paragraph"]} for d in dataset.unanswerable()))
         (tmp / "split_report.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         inputs = [config.input] + ([config.corpus] if config.corpus else [])
         write_manifest(tmp, "prepare", config.model_dump(mode="json"), inputs, started, stats)
@@ -104,6 +116,10 @@ def summary(config: PrepareConfig, stats: dict) -> list[str]:
              f"query texts judged in more than one split (different positives, allowed): {stats['queries_texts_in_several_splits']}"]
     if stats["true_leaks"]:
         lines.append(f"true leaks kept because --allow-leaks was given: {stats['true_leaks']}")
+    unanswerable = stats["dropped"].get("unanswerable", 0)
+    if unanswerable:
+        where = f"kept apart in {UNANSWERABLE_FILE}" if config.unanswerable == "keep" else "skipped"
+        lines.append(f"questions without an answer (not queries: no positive): {unanswerable}, {where}")
     return lines
 
 

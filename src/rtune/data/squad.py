@@ -1,7 +1,10 @@
 """Raw SQuAD-format json (SQuAD, XQuAD, viquad) -> corpus, queries and qrels.
 
 Retrieval unit = a paragraph; its id is stable: `<title>_<paragraph index>` (whitespace -> '_').
-Questions are keyed by their `id`, grouped by article title for leak-free splits.
+Questions are keyed by their `id`, grouped by article title for leak-free splits. A question without an answer in
+its paragraph (SQuAD 2.0's `is_impossible: true`, an empty or missing `answers` list) has no positive: it is not a
+retrieval query, and is set aside as unanswerable (counted; `prepare --unanswerable keep` writes it to
+unanswerable.jsonl).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ def read_squad(source: Source) -> RetrievalDataset:
     articles = _field(raw, "data", "top level", name, list)
     corpus: dict[str, Document] = {}
     queries: dict[str, Query] = {}
+    unanswerable: dict[str, dict] = {}
     qrels: Qrels = {}
     for a, article in enumerate(articles):
         where = f"data[{a}]"
@@ -61,12 +65,22 @@ def read_squad(source: Source) -> RetrievalDataset:
             for q, qa in enumerate(_field(paragraph, "qas", pwhere, name, list)):
                 qwhere = f"{pwhere}.qas[{q}]"
                 qid = str(_field(qa, "id", qwhere, name, (str, int)))
-                if qid in queries:
+                if qid in queries or qid in unanswerable:
                     raise InputError(f"{qwhere}: duplicate question id '{qid}'", name)
-                queries[qid] = Query(id=qid, text=_field(qa, "question", qwhere, name), group=title)
+                question = _field(qa, "question", qwhere, name)
+                if not answerable(qa):
+                    unanswerable[qid] = {"kind": "unanswerable", "id": qid, "text": question, "group": title, "paragraph": doc_id}
+                    continue
+                queries[qid] = Query(id=qid, text=question, group=title)
                 qrels[qid] = {doc_id: 1}
     if not corpus:
         raise InputError("no paragraphs found", name)
     if not queries:
-        raise InputError("no questions found", name)
-    return RetrievalDataset(corpus=corpus, queries=queries, qrels={"all": qrels}, name=str(Path(name)))
+        raise InputError("no answerable questions found" + (f" ({len(unanswerable)} questions have no answer)" if unanswerable else ""), name)
+    return RetrievalDataset(corpus=corpus, queries=queries, qrels={"all": qrels}, name=str(Path(name)),
+                            dropped=list(unanswerable.values()))
+
+
+def answerable(qa: dict) -> bool:
+    """Whether a SQuAD question has an answer in its paragraph (SQuAD 2.0 marks the others `is_impossible`)."""
+    return qa.get("is_impossible") is not True and isinstance(qa.get("answers"), list) and bool(qa["answers"])

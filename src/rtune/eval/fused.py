@@ -4,10 +4,12 @@ rtune.index.rerank), the method and weight chosen on dev only and applied unchan
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rtune.data.atomic import atomic_dir
+from rtune.data.manifest import write_manifest
 from rtune.data.run_file import read_run, write_run
 from rtune.eval.metrics import compute_metrics
 from rtune.index.fusion import fuse_runs, fusion_grid, top_k
@@ -35,11 +37,14 @@ def fused_eval(output: Path, lexical_dir: Path, dense_dir: Path, qrels, names: l
     """Fuse two eval outputs' runs (`lexical_dir`/run.trec and `dense_dir`/`dense_file`) with `fuse`; with no
     `choice`, pick it on these (dev) runs. Writes metrics.json, per_query.json, run.trec and fusion.json to
     `output`; returns {'metrics', 'fusion'}."""
+    started = time.time()
     lexical, dense = read_run(lexical_dir / "run.trec"), read_run(dense_dir / dense_file)
     choice = choice or choose_fusion(lexical, dense, qrels, names, metric, weights, fuse)
     run = top_k(fuse(lexical, dense, choice["method"], choice["dense_weight"]), depth)
     means, per_query = compute_metrics(qrels, run, names)
     with atomic_dir(output, overwrite=True) as tmp:
+        write_manifest(tmp, "fused-eval", {"lexical": str(lexical_dir), "dense": str(dense_dir / dense_file), **choice},
+                       [lexical_dir / "run.trec", dense_dir / dense_file], started, {"metrics": means})
         (tmp / "metrics.json").write_text(json.dumps(means, indent=2) + "\n", encoding="utf-8")
         (tmp / "per_query.json").write_text(json.dumps(per_query) + "\n", encoding="utf-8")
         (tmp / FUSION_FILE).write_text(json.dumps(choice, indent=2) + "\n", encoding="utf-8")

@@ -9,6 +9,7 @@ from pathlib import Path
 from rtune.errors import InputError
 from rtune.models.adapter import adapter_base, attach_adapter, is_adapter_folder
 from rtune.models.decoder import apply_decoder_settings, is_causal_lm
+from rtune.models.finite import require_finite_weights
 from rtune.models.gguf import load_gguf_transformer, split_gguf
 from rtune.models.names import check_model_name, first_line, not_found_message, resolve_model
 from rtune.models.settings import EncoderSettings
@@ -34,6 +35,7 @@ def load_bi_encoder(name_or_path: str | Path | None = None, device: str | None =
         except Exception as err:  # peft raises many types
             raise InputError(f"adapter does not load onto its base: {type(err).__name__}: {err}", resolved) from err
     model, default_pooling = _load(resolved, device, settings)
+    require_finite_weights(model, "the model", resolved)  # a diverged model is not evaluated as if it were fine
     return apply_decoder_settings(model, settings, default_pooling, where=resolved)
 
 

@@ -3,6 +3,7 @@ last, and say in one line what ran or was skipped and why. It knows nothing of t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -45,6 +46,12 @@ class Input:
     sha: str | None
 
 
+def _drop_if_empty(folder: Path) -> None:
+    """Remove a step folder that the failed step left empty (its outputs are atomic, so nothing else is lost)."""
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
 class StepEngine:
     """Runs steps; `outcomes` is what happened, in order. `echo` prints the one line per step."""
 
@@ -75,7 +82,11 @@ class StepEngine:
         try:
             extra = work()
         except InputError as err:  # name the step; no manifest is written, so the next run retries it
+            _drop_if_empty(folder)
             raise InputError(f"step '{name}': {err.message}", err.path, err.line) from err
+        except BaseException:  # interrupted, terminated, a full disk: nothing half-made stays behind
+            _drop_if_empty(folder)
+            raise
         stats = record(folder, kind, config.model_dump(mode="json"), [i.path for i in inputs.values() if i.path], started,
                        parts, outputs, {"seed": self.seed, "peak_memory_mb": peak_mb(),
                                         "seconds": round(time.time() - started, 2), **extra})

@@ -43,6 +43,9 @@ def apply_override(raw: dict, assignment: str) -> None:
     keys = [k.replace("-", "_") for k in parts]
     if not sep or not keys:
         raise InputError(f"--set '{assignment}': expected dotted.path=value, e.g. stages.train.epochs=2")
+    if not value.strip():  # an empty value would fall back to a default silently (e.g. output -> runs/<name>)
+        raise InputError(f"--set '{assignment}': no value for '{path.strip()}'; give one (for an empty text write "
+                         f"{path.strip()}='\"\"')")
     target: Any = raw
     rest = keys[:-1]
     if keys[0] == "stages":

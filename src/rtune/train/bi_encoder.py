@@ -14,6 +14,7 @@ from rtune.data.groups import read_groups, sample_groups
 from rtune.data.manifest import read_manifest
 from rtune.errors import InputError
 from rtune.eval.metrics import DEFAULT_KS, DEFAULT_METRICS, metric_names
+from rtune.models.finite import require_finite_weights
 from rtune.models.names import display_name, resolve_model
 from rtune.models.precision import compute_identity
 from rtune.models.settings import EncoderSettings
@@ -133,6 +134,7 @@ def train_bi_encoder(config: TrainConfig) -> dict:
         output, resume, steps_run = checkpointing.run(trainer, resume)
         train_seconds = time.time() - train_started
         shutil.rmtree(tmp / "checkpoints", ignore_errors=True)
+        require_finite_weights(model, "the trained model", config.output)
         _save_prompts(model, settings)
         model.save(str(tmp))
         save_base_reference(tmp, model, config.model)

@@ -23,6 +23,7 @@ from rtune.data.atomic import atomic_file
 from rtune.data.identity import content_identity
 from rtune.errors import InputError
 from rtune.index.embedding_cache import default_cache_dir
+from rtune.models.finite import require_finite_loss
 from rtune.models.names import resolve_model
 from rtune.models.precision import compute_identity
 from rtune.stage import result_settings
@@ -212,6 +213,18 @@ def save_every(trainer, steps: int | None) -> None:
     trainer.add_callback(SaveEverySteps())
 
 
+def stop_on_non_finite_loss(trainer) -> None:
+    """Stop the training, naming the step, as soon as a logged training loss is NaN or infinite."""
+    from transformers import TrainerCallback
+
+    class StopOnNonFiniteLoss(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                require_finite_loss(float(logs["loss"]), state.global_step, state.max_steps)
+
+    trainer.add_callback(StopOnNonFiniteLoss())
+
+
 def run(trainer, resume: Resume | None) -> tuple[object, Resume | None, int]:
     """`trainer.train()`, from `resume` if given. Returns the trainer's output, the resumption used and the optimiser
     steps this call ran (counted, not inferred). The trainer maps the checkpoint's global step to (epoch, batch) by
@@ -231,6 +244,7 @@ def run(trainer, resume: Resume | None) -> tuple[object, Resume | None, int]:
 
     counter = CountSteps()
     trainer.add_callback(counter)
+    stop_on_non_finite_loss(trainer)
     output = trainer.train(resume_from_checkpoint=str(resume.checkpoint) if resume else None)
     return output, resume, counter.steps
 

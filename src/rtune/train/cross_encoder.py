@@ -18,6 +18,7 @@ from rtune.data.text import document_text
 from rtune.errors import InputError
 from rtune.eval.evaluate import EvalConfig, build_ranker, evaluate_ranker
 from rtune.eval.metrics import DEFAULT_KS, DEFAULT_METRICS, metric_names
+from rtune.models.finite import require_finite_weights
 from rtune.models.names import check_model_name, resolve_model
 from rtune.models.precision import compute_identity
 from rtune.stage import DATASET, GROUPS, MODEL, RERANKER, StageSpec
@@ -28,7 +29,7 @@ from rtune.train.model_card import record_lineage
 from rtune.train.progress import concise_progress
 from rtune.train.reranker_losses import IN_BATCH, LAYOUTS, build_reranker_loss
 from rtune.train.reranker_rows import reranker_columns
-from rtune.train.summary import dev_table
+from rtune.train.summary import reranker_dev_table
 from rtune.train.training_arguments import shared_training_arguments
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,7 @@ def train_cross_encoder(config: RerankerTrainConfig) -> dict:
         _, resume, steps_run = checkpointing.run(trainer, resume)
         train_seconds = time.time() - train_started
         shutil.rmtree(tmp / "checkpoints", ignore_errors=True)
+        require_finite_weights(model, "the trained reranker", config.output)
         model.save(str(tmp))
         history = checkpointing.with_restored_history(evaluator.history, resume) if evaluator else []
         best = max(history[1:], key=lambda h: h[config.metric_for_best]) if len(history) > 1 else None
@@ -155,18 +157,26 @@ def train_cross_encoder(config: RerankerTrainConfig) -> dict:
 
 def summary(config: RerankerTrainConfig, result: dict) -> list:
     """The terminal's dev table and closing line after `rtune train-reranker`."""
-    table = dev_table(config, result, f"dev metrics ({config.dev_split}): top {config.rerank_top} of {config.first_stage}, reranked",
-                      first_stage=(result.get("first_stage") or {}).get("dev"))
+    table = reranker_dev_table(config, result)
     return [*([table] if table is not None else []),
             f"reranker saved to {config.output} ({result['examples_per_epoch']} {config.loss} examples per epoch, "
             f"{result['examples_per_second']:.2f}/s)"]
 
 
+# what a reranker training stage may refer to, and what a pipeline fills in (train-llm-reranker shares them)
+RERANKER_REFS = {"dataset": DATASET, "groups": GROUPS, "first_stage": MODEL, "model": RERANKER}
+
+
+def reranker_defaults(settings) -> dict:
+    return {"dataset": DATASET, "groups": GROUPS, "first_stage": MODEL}
+
+
+def training_compute(config) -> str:
+    return compute_identity(config.device, config.precision)
+
+
 TRAIN_RERANKER = StageSpec(
     name="train-reranker", config=RerankerTrainConfig, run=train_cross_encoder, produces=RERANKER,
     help="Fine-tune a cross-encoder (reranker) on training groups; dev evaluation reranks a first stage's top candidates.",
-    refs={"dataset": DATASET, "groups": GROUPS, "first_stage": MODEL, "model": RERANKER},
-    defaults=lambda settings: {"dataset": DATASET, "groups": GROUPS, "first_stage": MODEL},
-    compute=lambda config: compute_identity(config.device, config.precision),
-    summary=summary,
+    refs=RERANKER_REFS, defaults=reranker_defaults, compute=training_compute, summary=summary,
 )

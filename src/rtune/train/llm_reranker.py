@@ -25,16 +25,17 @@ from rtune.data.beir import read_beir
 from rtune.data.groups import read_groups, sample_groups
 from rtune.data.manifest import write_manifest
 from rtune.models.adapter import require_peft, write_base_reference
+from rtune.models.finite import require_finite_loss, require_finite_weights
 from rtune.models.gguf import as_dense_model
-from rtune.models.precision import Precision, compute_identity
+from rtune.models.precision import Precision
 from rtune.models.rerankers.llm import RERANKER_SETTINGS, LLMPromptOptions, LLMReranker
-from rtune.stage import DATASET, GROUPS, MODEL, RERANKER, StageSpec
-from rtune.train.cross_encoder import dev_evaluator, document_rule
+from rtune.stage import RERANKER, StageSpec
+from rtune.train.cross_encoder import RERANKER_REFS, dev_evaluator, document_rule, reranker_defaults, training_compute
 from rtune.train.cross_encoder_config import RerankerTrainConfig
 from rtune.train.examples import build_rows, check_rows
 from rtune.train.lora import LoraOptions, enable_gradient_checkpointing
 from rtune.train.stage_checks import TrainingStageChecks
-from rtune.train.summary import dev_table
+from rtune.train.summary import reranker_dev_table
 
 log = logging.getLogger(__name__)
 _RERANKER_FIELDS = RerankerTrainConfig.model_fields
@@ -143,6 +144,7 @@ def train_llm_reranker(config: LLMRerankerTrainConfig) -> dict:
             schedule.step()
             optimizer.zero_grad()
             losses.append(round(float(loss.detach()), 5))
+            require_finite_loss(losses[-1], len(losses), total, config.output)
         log.info("epoch %d done: mean loss %.4f", epoch, sum(losses[-steps_per_epoch:]) / steps_per_epoch)
         if evaluator is not None:
             entry = _evaluate(teacher, evaluator, epoch, len(losses))
@@ -161,6 +163,7 @@ def train_llm_reranker(config: LLMRerankerTrainConfig) -> dict:
                "dev_history": history, "best": best,
                "base_dev": {k.removeprefix("dev_"): v for k, v in base_dev.items()},
                "first_stage": {"ranker": config.first_stage, "rerank_top": config.rerank_top, "dev": first_dev} if evaluator else None}
+    require_finite_weights(teacher.model, "the trained reranker", config.output)
     with atomic_dir(config.output, overwrite=config.overwrite) as tmp:
         save_reranker_adapter(teacher, config, tmp)
         write_manifest(tmp, "train-llm-reranker", config.model_dump(mode="json"), [config.groups_file()], started, summary,
@@ -202,8 +205,7 @@ def save_reranker_adapter(teacher, config: LLMRerankerTrainConfig, folder: Path)
 
 def summary(config: LLMRerankerTrainConfig, result: dict) -> list:
     """The terminal's dev table and closing line after `rtune train-llm-reranker`."""
-    table = dev_table(config, result, f"dev metrics ({config.dev_split}): top {config.rerank_top} of {config.first_stage}, reranked",
-                      first_stage=((result.get("first_stage") or {}).get("dev")))
+    table = reranker_dev_table(config, result)
     return [*([table] if table is not None else []),
             f"adapter saved to {config.output} ({result['steps']} steps, last loss {result['losses'][-1]:.4f}); "
             f"score with it: rtune score --model {config.output}, or merge it: rtune merge {config.output} --output MERGED"]
@@ -212,8 +214,5 @@ def summary(config: LLMRerankerTrainConfig, result: dict) -> list:
 TRAIN_LLM_RERANKER = StageSpec(
     name="train-llm-reranker", config=LLMRerankerTrainConfig, run=train_llm_reranker, produces=RERANKER,
     help="Fine-tune an LLM yes-token reranker with LoRA on training groups (listwise over each group).",
-    refs={"dataset": DATASET, "groups": GROUPS, "first_stage": MODEL, "model": RERANKER},
-    defaults=lambda settings: {"dataset": DATASET, "groups": GROUPS, "first_stage": MODEL},
-    compute=lambda config: compute_identity(config.device, config.precision),
-    summary=summary,
+    refs=RERANKER_REFS, defaults=reranker_defaults, compute=training_compute, summary=summary,
 )

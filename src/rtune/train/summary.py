@@ -24,3 +24,9 @@ def dev_table(config, summary: dict, title: str, first_stage: dict | None = None
     rows = {f"{config.first_stage} alone": first_stage} if first_stage is not None else {}
     rows.update(dev_rows(summary["dev_history"], display_name(config.model), summary.get("best")))
     return metrics_table(rows, title=title)
+
+
+def reranker_dev_table(config, summary: dict):
+    """A reranker's dev table: the first stage alone, the start model and each epoch reranking its top candidates."""
+    return dev_table(config, summary, f"dev metrics ({config.dev_split}): top {config.rerank_top} of {config.first_stage}, "
+                                      "reranked", first_stage=(summary.get("first_stage") or {}).get("dev"))

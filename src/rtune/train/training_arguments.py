@@ -35,6 +35,7 @@ def shared_training_arguments(config, checkpoints: Path, has_dev: bool, total_st
         "save_total_limit": 1 if has_dev or resumable else None,
         "save_only_model": not resumable,
         "logging_steps": logging_steps(total_steps),
+        "logging_nan_inf_filter": False,  # a NaN loss is logged as NaN (the filter logged it as 0), and stops training
         "report_to": "none",
         "disable_tqdm": False,
         "dataloader_pin_memory": False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rtune.errors import InputError
+from rtune.models.finite import require_finite_weights
 from rtune.models.precision import dtype_name, inference_dtype, resolve_device
 
 
@@ -20,6 +21,7 @@ def load_cross_encoder(name_or_path: str, device: str | None = None, max_length:
         model = CrossEncoder(resolved, device=device)
     except Exception as err:  # the loaders raise many types (OSError, ValueError, JSON errors...)
         raise InputError(f"model does not load as a cross-encoder: {type(err).__name__}: {err}", resolved) from err
+    require_finite_weights(model, "the cross-encoder", resolved)
     if model.num_labels != 1:
         raise InputError(f"a reranker cross-encoder needs one output score, this one has {model.num_labels} labels", resolved)
     if max_length is not None:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from rtune.models.adapter import fold_adapter
 from rtune.models.causal_lm import load_causal_lm
+from rtune.models.finite import require_finite_weights
 from rtune.models.precision import dtype_name, inference_dtype, resolve_device
 from rtune.models.yes_token import YES_WORD, yes_token_id
 
@@ -81,6 +82,7 @@ class LLMReranker:
         self.tokenizer, model = load_causal_lm(model_name, self.dtype, self.device, gguf_file)
         # an adapter is folded into the weights, as `rtune merge` does: scoring then costs what a full model costs
         self.model = fold_adapter(model).eval()
+        require_finite_weights(self.model, "the LLM reranker", model_name)
         self.yes_id = yes_token_id(self.tokenizer, yes_word, self.name)  # fails before any scoring
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
