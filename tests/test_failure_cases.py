@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TOY_DOCS, TOY_QUERIES, write_toy_groups
+from conftest import write_toy_groups
 from rtune.cli import main
 from rtune.data.groups import group_writer, read_groups
 from rtune.data.records import TrainingGroup
