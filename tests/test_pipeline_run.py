@@ -406,3 +406,43 @@ def test_the_whole_recipe_reranker_teacher_scores_and_distillation(toy, tiny_mod
     # a rerun skips every stage: the chain's hashes are stable
     again = run_pipeline(path, echo=lambda line: None)
     assert all(o.status == "skipped" for o in again if o.name in ("reranker", "teacher", "distil"))
+
+
+def test_controls_train_the_same_rows_in_batch_only_are_reported_and_can_gate(toy, tiny_model, tmp_path, monkeypatch):
+    """eval.controls: each stage that trains on mined negatives gets an equal-budget control (same queries, rows,
+    epochs, seed and start model; MNRL, group size 1), evaluated like a stage, in the report with its p-value; a
+    `keep_if_better: control` stage no better than its control on dev is refused."""
+    import rtune.pipeline.gate as gate
+    import rtune.pipeline.runner as runner
+
+    data = pipeline_dict(toy, tiny_model, tmp_path / "run")
+    data["eval"]["controls"] = True
+    data["stages"][1]["keep_if_better"] = "control"
+    original = gate.decide
+
+    def control_wins(name, keep, metric, value, previous, previous_value, control=None, control_value=None):
+        if name == "train_1":
+            control_value = value + 0.5  # the control is better on dev
+        return original(name, keep, metric, value, previous, previous_value, control, control_value)
+
+    monkeypatch.setattr(runner, "decide", control_wins)
+    lines: list[str] = []
+    run_pipeline(write_pipeline(tmp_path, data), echo=lines.append)
+    run = tmp_path / "run"
+    for stage in ("train_1", "train_dense_1"):
+        manifest = json.loads((run / stage / "control" / "output" / "rtune_manifest.json").read_text())
+        stats, config = manifest["stats"], manifest["config"]
+        assert config["loss"] == "mnrl" and config["group_size"] == 1 and config["rows_like_group_size"] == 2
+        trained = json.loads((run / stage / "output" / "rtune_manifest.json").read_text())
+        assert stats["rows"]["rows"] == trained["stats"]["rows"]["rows"]  # the same rows
+        assert stats["optimizer_steps"] == trained["stats"]["optimizer_steps"]  # the same budget
+        assert config["seed"] == trained["config"]["seed"] and config["model"] == trained["config"]["model"]
+    systems = json.loads((run / "systems.json").read_text())["systems"]
+    assert {s["label"] for s in systems if s["kind"] == "control"} == {"train_1 control", "train_dense_1 control"}
+    assert any("REFUSED train_1 by keep_if_better" in line and "of train_1 control" in line for line in lines)
+    report = (run / "report.md").read_text()
+    assert "Each stage against its equal-budget control" in report and "| train_dense_1 | test |" in report
+    with pytest.raises(Exception, match="keep_if_better': control gates on the stage's control, but eval.controls is off"):
+        data["eval"]["controls"] = False
+        data["output"] = str(tmp_path / "other")
+        run_pipeline(write_pipeline(tmp_path / "x", data), dry_run=True, echo=lambda line: None)

@@ -24,8 +24,8 @@ BASE = "base"          # the pipeline's base model
 ROOT_DATASET = "dataset"  # the pipeline's `dataset` (what a reference to it is called)
 PIPELINE_DATASET = "pipeline dataset"  # a default that is the pipeline's `dataset` itself, not the latest dataset
 # settings of every stage that never change its results; `device` is replaced by the resolved compute identity
-COMMON_NEUTRAL = frozenset({"output", "overwrite", "encode_batch_size", "eval_batch_size", "cache", "cache_dir", "device",
-                            "checkpoint_dir", "save_steps", "resume_from_checkpoint"})
+COMMON_NEUTRAL = frozenset({"output", "overwrite", "encode_batch_size", "encode_devices", "eval_batch_size", "cache",
+                            "cache_dir", "device", "checkpoint_dir", "save_steps", "resume_from_checkpoint"})
 
 
 def neutral_fields(config_cls: type[BaseModel]) -> frozenset[str]:

@@ -19,6 +19,7 @@ from rtune.index.ranking import CorpusIndex
 from rtune.mine.filters import FalseNegativeFilter, parse_window
 from rtune.mine.sampling import STRATEGIES, RankRange
 from rtune.models.encoder_options import EncoderOptions
+from rtune.models.rerankers.registry import AUTO, RERANKERS
 
 REPORT_FILE = "mining_report.json"
 BACKFILL = ("none", "random")
@@ -55,6 +56,13 @@ class MineConfig(EncoderOptions):
                             json_schema_extra={"choices": INDEX_TYPES})
     batch_size: int = Field(1024, ge=1, description="queries searched per batch")
     allow_collapsed: bool = Field(False, description="write the groups even when most queries kept no negative")
+    false_negative_check: str | None = Field(None, description="estimate the false negatives kept: this scorer (a "
+                                             "cross-encoder, LLM reranker or, with --false-negative-kind bi_encoder, a "
+                                             "bi-encoder) reads a sample of the groups; the share of negatives it "
+                                             "scores above the best positive goes to the report [default: no estimate]")
+    false_negative_kind: str = Field("auto", description="--false-negative-check: the scorer's kind (auto: a causal LM "
+                                     "is an LLM reranker, else a cross-encoder)", json_schema_extra={"choices": [AUTO, *RERANKERS]})
+    false_negative_sample: int = Field(200, ge=1, description="--false-negative-check: queries sampled (seeded by --seed)")
     overwrite: bool = Field(False, description="replace an existing --output")
 
 
@@ -69,10 +77,11 @@ class MineConfig(EncoderOptions):
         parse_window(value)
         return value
 
-    @field_validator("strategy", "backfill", "index_type")
+    @field_validator("strategy", "backfill", "index_type", "false_negative_kind")
     @classmethod
     def _choices(cls, value: str, info) -> str:
-        valid = {"strategy": STRATEGIES, "backfill": BACKFILL, "index_type": INDEX_TYPES}[info.field_name]
+        valid = {"strategy": STRATEGIES, "backfill": BACKFILL, "index_type": INDEX_TYPES,
+                 "false_negative_kind": [AUTO, *RERANKERS]}[info.field_name]
         return check_choice(info.field_name.replace("_", " "), value, valid)
 
     def false_negative_filter(self) -> FalseNegativeFilter:

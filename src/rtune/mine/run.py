@@ -21,9 +21,11 @@ from rtune.errors import DataCollapsedError, InputError
 from rtune.index.collapse import collapse_warning
 from rtune.index.ranking import CorpusIndex, with_progress
 from rtune.mine.config import MINERS, REPORT_FILE, MineConfig, check_config
+from rtune.mine.false_negatives import estimate, sample_query_ids
 from rtune.mine.miner import Miner
 from rtune.mine.report import MiningReport
 from rtune.models.names import resolve_model
+from rtune.models.rerankers.registry import load_reranker
 from rtune.stage import DATASET, GROUPS, MODEL, StageSpec
 
 log = logging.getLogger(__name__)
@@ -71,12 +73,16 @@ def mine(config: MineConfig, source: CorpusIndex | None = None) -> dict:
     previous = load_previous(config.previous_groups)
     use_title = document_rule(config)
     texts = {doc_id: document_text(doc, use_title) for doc_id, doc in dataset.corpus.items()}
+    checker = (load_reranker(config.false_negative_check, config.false_negative_kind, device=config.device)
+               if config.false_negative_check else None)  # a model that does not load fails before the mining
     source = source or MINERS[config.method](config, list(texts.values()))
     miner = Miner(config, dataset, rank_range, source.name, previous, texts)
     queries = dataset.split_queries(config.split)
     qids = list(queries)
     k = min(rank_range.end, len(miner.doc_ids))
     given = [miner.given_positions(q) for q in qids]
+    checked = sample_query_ids(qids, config.false_negative_sample, config.seed) if checker is not None else set()
+    sampled: list[TrainingGroup] = []
     with atomic_dir(config.output, overwrite=config.overwrite) as tmp, group_writer(tmp / GROUPS_FILE) as write:
         batches = source.rank_all([queries[q].text for q in qids], k, config.batch_size, given=given)
         for batch in with_progress(batches, len(qids), f"mining ({source.name})"):  # the bar starts once queries are encoded
@@ -84,11 +90,20 @@ def mine(config: MineConfig, source: CorpusIndex | None = None) -> dict:
                 qid = qids[batch.start + row]
                 if batch.positions[row][0] >= 0:
                     miner.report.note_first(miner.doc_ids[batch.positions[row][0]])
-                write(miner.group(qid, batch.positions[row], batch.scores[row], batch.given_scores[row]))
+                group = miner.group(qid, batch.positions[row], batch.scores[row], batch.given_scores[row])
+                write(group)
+                if qid in checked and group.neg:
+                    sampled.append(group)
         stats = {**miner.report.as_dict(), "false_negative_filter": miner.filter.describe(),
                  "document_text": describe_rule(use_title), "dataset_dropped": dataset.dropped_summary(),
                  "seconds": round(time.time() - started, 2)}
         check_not_collapsed(miner.report, config.allow_collapsed)
+        if checker is not None:
+            stats["false_negative_estimate"] = estimate(sampled, checker, config.encode_batch_size)
+            found = stats["false_negative_estimate"]
+            log.info("false negatives, estimated by %s on %d queries: %s of %d negatives score above their best positive",
+                     checker.name, found["queries"], f"{found['share_above_best_positive']:.1%}"
+                     if found["share_above_best_positive"] is not None else "none", found["negatives"])
         (tmp / REPORT_FILE).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
         provenance = {"miner": source.name, "miner_scores": "pos_miner_scores / neg_miner_scores", "teacher": None,
                       "bm25_language": getattr(source, "language", None),

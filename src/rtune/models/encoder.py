@@ -16,6 +16,17 @@ from rtune.models.settings import EncoderSettings
 
 class Encoder(Protocol):
     """Turns texts into embeddings where higher inner product means more relevant."""
+    def pool(self):
+        """The multi-process pool over `devices` (started once), or None for in-process encoding."""
+        if not self.devices or len(self.devices) < 2:
+            return None
+        if self._pool is None:
+            import atexit
+
+            self._pool = self.model.start_multi_process_pool(list(self.devices))
+            atexit.register(self.model.stop_multi_process_pool, self._pool)
+        return self._pool
+
     def encode_queries(self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
         """(n, dim) float32."""
     def encode_documents(self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
@@ -28,8 +39,12 @@ class SentenceTransformerEncoder:
     the query / passage max lengths. Embeddings are L2-normalised when the model's similarity is cosine, so
     inner product equals its similarity. `model_id` (its folder or hub id) identifies the weights for the
     embedding cache."""
-    def __init__(self, model, settings: EncoderSettings | None = None, model_id: str | None = None) -> None:
+    def __init__(self, model, settings: EncoderSettings | None = None, model_id: str | None = None,
+                 devices: list[str] | None = None) -> None:
+        """`devices`: encode with one process per device (sentence-transformers' multi-process pool, started at the
+        first encoding and stopped when the process exits), e.g. ["cuda:0", "cuda:1"]."""
         self.model = model
+        self.devices, self._pool = devices, None
         self.settings = settings if settings is not None else EncoderSettings.from_model(model)
         self.model_id = model_id
         similarity = str(getattr(model, "similarity_fn_name", None) or "cosine")
@@ -57,8 +72,19 @@ class SentenceTransformerEncoder:
         with self._limited(kind):
             embeddings = getattr(self.model, method)(
                 list(texts), prompt=prompt, batch_size=batch_size, show_progress_bar=show_progress,
-                convert_to_numpy=True, normalize_embeddings=self.normalize)
+                convert_to_numpy=True, normalize_embeddings=self.normalize, pool=self.pool())
         return np.ascontiguousarray(embeddings, dtype=np.float32)
+
+    def pool(self):
+        """The multi-process pool over `devices` (started once), or None for in-process encoding."""
+        if not self.devices or len(self.devices) < 2:
+            return None
+        if self._pool is None:
+            import atexit
+
+            self._pool = self.model.start_multi_process_pool(list(self.devices))
+            atexit.register(self.model.stop_multi_process_pool, self._pool)
+        return self._pool
 
     def encode_queries(self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
         return self._encode("queries", [self.settings.format_query(t) for t in texts], batch_size, show_progress)

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ValidationError
 from rtune.data.yaml_file import read_yaml_mapping
 from rtune.errors import InputError
 from rtune.models.names import looks_like_path, resolve_model
+from rtune.pipeline.controls import uses_negatives
+from rtune.pipeline.gate import CONTROL_MODES, GateMode
 from rtune.pipeline.overrides import apply_overrides
 from rtune.pipeline.registry import pipeline_kinds, stage_kind
 from rtune.pipeline.schema import NAME_PATTERN, PIPELINE_OWNED, RESERVED_NAMES, PipelineConfig, RoundsBlock
@@ -34,7 +36,7 @@ class PlannedStage:
     kind: StageSpec
     settings: dict[str, Any]
     refs: dict[str, str] = field(default_factory=dict)
-    keep_if_better: bool = False
+    keep_if_better: GateMode = False
     produces: str = ""
 
 
@@ -274,11 +276,17 @@ def build_plan(raw: dict, overrides: list[str] | None = None, source: Path | Non
         settings, refs, ref_kinds = _resolve_refs(entry, spec, stages, names, source)
         produces = spec.output_kind(ref_kinds, settings)
         keep = entry.get("keep_if_better", False)
-        if not isinstance(keep, bool):
-            raise InputError(f"stage '{entry['name']}' ({spec.name}): field 'keep_if_better': expected true or false", source)
+        if not isinstance(keep, bool) and keep not in ("previous", *CONTROL_MODES):
+            raise InputError(f"stage '{entry['name']}' ({spec.name}): field 'keep_if_better': expected true, false, previous, "
+                             "control or both", source)
         if keep and produces != MODEL:
             raise InputError(f"stage '{entry['name']}' ({spec.name}): field 'keep_if_better' applies to model stages (train)",
                              source)
+        if keep in CONTROL_MODES and not (pipeline.eval.controls and uses_negatives(spec.name, settings)):
+            why = ("eval.controls is off" if not pipeline.eval.controls else
+                   "this stage trains with in-batch negatives only, so it has no control")
+            raise InputError(f"stage '{entry['name']}' ({spec.name}): field 'keep_if_better': {keep} gates on the stage's "
+                             f"control, but {why}", source)
         stage = PlannedStage(entry["name"], spec, settings, refs, keep, produces)
         _check_settings(stage, source)
         stages.append(stage)

@@ -15,6 +15,7 @@ from rtune.data.identity import content_identity
 from rtune.eval.evaluate import BM25
 from rtune.eval.fused import FUSION_FILE, fused_eval, reranker_fusion
 from rtune.index.fusion import fuse_runs
+from rtune.pipeline.controls import CONTROL_FOLDER
 from rtune.pipeline.engine import Input
 from rtune.pipeline.systems import System
 from rtune.stage import BASE
@@ -101,6 +102,10 @@ def finish(runner) -> None:
         if system.kind == "stage":
             runner.eval_step(f"{system.label}: test", runner.run_dir / system.label / "eval-test", system.label,
                              settings.test_split, own=True)
+            runner.write_report()
+        elif system.kind == "control":
+            runner.eval_step(f"{system.label}: test", runner.run_dir / str(system.stage) / CONTROL_FOLDER / "eval-test",
+                             f"{system.stage}.{CONTROL_FOLDER}", settings.test_split, own=True)
             runner.write_report()
     final = runner.kept[0]
     final_folder = base / "base" if final == BASE else runner.run_dir / final

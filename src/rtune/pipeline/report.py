@@ -20,6 +20,13 @@ REPORT_MD, REPORT_HTML = "report.md", "report.html"
 TRAINING_KINDS = ("train", "train-reranker")  # stages whose result carries a loss history
 
 
+def verdict(result, alpha: float = 0.05) -> str:
+    """A stage against its control, in words: significantly better, significantly worse, or no difference shown."""
+    if result.p_adjusted is None or result.p_adjusted >= alpha:
+        return "no significant difference"
+    return "beats its control" if result.mean_difference > 0 else "WORSE than its control"
+
+
 def _columns(rows: list[dict], metric: str) -> list[str]:
     present = {k for r in rows for split in ("dev", "test") for k in r[split]}
     return list(dict.fromkeys([metric, *(c for c in HEADLINE if c in present)]))
@@ -72,6 +79,20 @@ def _sections(run_dir: Path) -> tuple[list[tuple[str, list[list[str]] | str]], l
                              _table(["comparison", "wins", "losses", "ties", "mean diff", "p-value", f"p ({CORRECTION})"],
                                     [[r.label, r.wins, r.losses, r.ties, r.mean_difference, r.p_value, r.p_adjusted]
                                      for r in results])))
+    controls = [(system, next(s for s in systems if s.kind == "stage" and s.label == system.stage))
+                for system in systems if system.kind == "control" and any(s.label == system.stage for s in systems)]
+    rows_of_controls = []
+    for split in ("dev", "test"):
+        pairs = [(stage.label, per_query_of(control, run_dir, split, metric), per_query_of(stage, run_dir, split, metric))
+                 for control, stage in controls]
+        for result in (r for r in compare_pairs(pairs) if r.queries):
+            rows_of_controls.append([result.label, split, result.mean_difference, result.wins, result.losses, result.ties,
+                                     result.p_value, result.p_adjusted, verdict(result)])
+    if rows_of_controls:
+        sections.append((f"Each stage against its equal-budget control (the same rows, in-batch negatives only) on {metric}: "
+                         f"{describe(DEFAULT_TEST, len(controls))} per split",
+                         _table(["stage", "split", "mean diff vs control", "wins", "losses", "ties", "p-value",
+                                 f"p ({CORRECTION})", "verdict"], rows_of_controls)))
     reports, histories, mining, losses, resumed, training = {}, {}, [], {}, {}, []
     for stage in plan.get("stages", []):
         folder = run_dir / stage["name"] / "output"
@@ -79,9 +100,11 @@ def _sections(run_dir: Path) -> tuple[list[tuple[str, list[list[str]] | str]], l
             report = json.loads((folder / "mining_report.json").read_text(encoding="utf-8"))
             reports[stage["name"]] = report
             dropped = report.get("dropped_by_rule", {})
+            estimate = (report.get("false_negative_estimate") or {}).get("share_above_best_positive")
             mining.append([stage["name"], report.get("queries"), report.get("negatives_kept"),
                            ", ".join(f"{k}={v}" for k, v in sorted(dropped.items())) or "none",
-                           report.get("short_queries"), report.get("queries_without_negatives")])
+                           report.get("short_queries"), report.get("queries_without_negatives"),
+                           "-" if estimate is None else f"{estimate:.1%}"])
         result = (stage_record(run_dir, stage["name"]).get("stats") or {}).get("result") or {}
         if stage["stage"] == "train" and result.get("dev_history"):
             histories[stage["name"]] = result["dev_history"]
@@ -98,7 +121,8 @@ def _sections(run_dir: Path) -> tuple[list[tuple[str, list[list[str]] | str]], l
                          _table(["stage", "kind", "loss", "optimiser steps", "first", "last", "lowest", "resumed from"], training)))
     if mining:
         sections.append(("Mining: negatives kept and dropped (false-negative rules)",
-                         _table(["stage", "queries", "negatives kept", "dropped by rule", "short queries", "without negatives"], mining)))
+                         _table(["stage", "queries", "negatives kept", "dropped by rule", "short queries", "without negatives",
+                                 "est. false negatives (scored above the positive)"], mining)))
     return sections, warnings, {"rows": rows, "metric": metric, "reports": reports, "histories": histories,
                                 "losses": losses, "resumed": resumed}
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from rtune.eval.evaluate import BM25, EVAL_STAGE, EvalConfig, evaluate
 from rtune.pipeline import recipe
+from rtune.pipeline.controls import CONTROL_FOLDER, control_config, uses_negatives
 from rtune.pipeline.engine import Input, Outcome, StepEngine
 from rtune.pipeline.gate import decide
 from rtune.pipeline.lock import run_lock
@@ -113,15 +114,38 @@ class Runner:
         if stage.produces == DATASET:
             self.dataset_ref = stage.name
         if stage.produces == MODEL:
-            self.after_model(stage, folder)
+            control = self.control(stage, config, inputs, folder) if self.pipeline.eval.controls else None
+            self.after_model(stage, folder, control)
         elif stage.produces == RERANKER:
             self.systems.append(System(f"{self.kept[0]}+{stage.name}", "reranked", stage.name))
 
-    def after_model(self, stage: PlannedStage, folder: Path) -> None:
-        """Dev evaluation of the new model, then the keep_if_better gate."""
+    def control(self, stage: PlannedStage, config: BaseModel, inputs: dict[str, Input], folder: Path) -> tuple[str, float | None] | None:
+        """Train and evaluate on dev the stage's equal-budget control (rtune.pipeline.controls), when it has one;
+        returns (its label, its dev metric)."""
+        if not uses_negatives(stage.kind.name, stage.settings):
+            return None
+        control_folder = folder / CONTROL_FOLDER
+        control = control_config(config, control_folder)
+        label, ref = f"{stage.name} control", f"{stage.name}.{CONTROL_FOLDER}"
+
+        def work() -> dict:
+            return {"result": stage.kind.run(control.model_copy(update=resume_values(control)))}
+
+        outcome = self.engine.step(f"{stage.name}: control", control_folder, "train-control", control, set(stage.kind.refs),
+                                   inputs, {"output": control_folder / "output"}, work, compute=stage.kind.compute(control))
+        if outcome.status in ("ran", "skipped"):
+            shutil.rmtree(control_folder / CHECKPOINTS, ignore_errors=True)
+        self.own[ref] = (str(control_folder / "output"), outcome.record["outputs"]["output"] if outcome.built else None)
+        dev = self.eval_step(f"{label}: dev", control_folder / "eval-dev", ref, self.pipeline.eval.dev_split, own=True)
+        self.systems.append(System(label, "control", stage.name))
+        return label, (dev.record.get("metrics") or {}).get(self.pipeline.eval.metric)
+
+    def after_model(self, stage: PlannedStage, folder: Path, control: tuple[str, float | None] | None = None) -> None:
+        """Dev evaluation of the new model, then the keep_if_better gate (against the latest kept model and/or the
+        stage's control)."""
         dev = self.eval_step(f"{stage.name}: dev", folder / "eval-dev", stage.name, self.pipeline.eval.dev_split, own=True)
         value = (dev.record.get("metrics") or {}).get(self.pipeline.eval.metric)
-        decision = decide(stage.name, stage.keep_if_better, self.pipeline.eval.metric, value, *self.kept)
+        decision = decide(stage.name, stage.keep_if_better, self.pipeline.eval.metric, value, *self.kept, *(control or ()))
         system = System(stage.name, "stage", stage.name, kept=decision["kept"], gate=decision)
         if decision["kept"]:
             self.kept = (stage.name, value)
@@ -129,8 +153,7 @@ class Runner:
             previous = self.kept[0]
             self.effective[stage.name] = self.resolve(previous)
             self.sha[stage.name] = self.ref_sha(previous)
-            message = (f"REFUSED {stage.name} by keep_if_better: dev {decision['metric']} {value:.4f} < {self.kept[1]:.4f} "
-                       f"of {previous}; later stages get {previous}'s model")
+            message = f"REFUSED {stage.name} by keep_if_better: {decision['reason']}; later stages get {previous}'s model"
             self.echo(f"{'!' * 3} {message}")
             log.warning(message)
         self.systems.append(system)

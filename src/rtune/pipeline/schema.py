@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_mo
 from rtune.eval.metrics import DEFAULT_KS, DEFAULT_METRICS, metric_names, parse_metric
 from rtune.index.fusion import DEFAULT_WEIGHTS
 from rtune.models.names import DEFAULT_MODEL
+from rtune.pipeline.gate import GateMode
 from rtune.pipeline.registry import STAGES
 from rtune.stage import StageSpec
 
@@ -47,6 +48,9 @@ class EvalSettings(BaseModel):
     rerank_top: int = Field(50, ge=1, description="candidates reranked per query when a reranker stage exists")
     rerank_fusion: bool = Field(True, description="also report the final model + reranker with the reranked scores fused with "
                                 "the first stage's (method and reranker weight from fusion_weights, chosen on dev)")
+    controls: bool = Field(False, description="beside each training stage that uses mined negatives or teacher scores, "
+                           "train an equal-budget control (the same rows, in-batch negatives only) and report the stage "
+                           "against it; keep_if_better: control (or both) then gates on it")
 
     @field_validator("metric")
     @classmethod
@@ -82,7 +86,7 @@ class RoundsBlock(BaseModel):
     count: int = Field(ge=1)
     mine: dict[str, Any] = Field(default_factory=dict, description="settings of each round's mine stage")
     train: dict[str, Any] = Field(default_factory=dict, description="settings of each round's train stage")
-    keep_if_better: bool = False
+    keep_if_better: GateMode = False
 
 
 class RoundsEntry(BaseModel):
@@ -110,8 +114,9 @@ def entry_model(spec: StageSpec) -> type[BaseModel]:
     fields: dict[str, Any] = {
         "name": (str, Field(description="the stage's name: its folder in the run, and how later stages refer to it")),
         "stage": (Literal[spec.name], Field(description=spec.help)),
-        "keep_if_better": (bool, Field(False, description="a model stage worse on dev than the latest kept model is "
-                                                          "refused and that model carried forward")),
+        "keep_if_better": (GateMode, Field(False, description="true (or previous): a model stage worse on dev than the latest "
+                                              "kept model is refused and that model carried forward; control: worse than its "
+                                              "equal-budget control; both: worse than either")),
     }
     for name, info in spec.config.model_fields.items():
         if name not in PIPELINE_OWNED:

@@ -16,7 +16,8 @@ RERANKED_PREFIX = "reranked."
 
 @dataclass
 class System:
-    """One row of the report. `kind`: baseline, stage, hybrid, reranked or reranked_fused."""
+    """One row of the report. `kind`: baseline, stage, control (a stage's equal-budget control), hybrid, reranked or
+    reranked_fused."""
 
     label: str
     kind: str
@@ -28,6 +29,8 @@ class System:
         """The eval output folder for 'dev' or 'test'."""
         if self.kind == "stage":
             return run_dir / self.label / f"eval-{split_tag}" / "output"
+        if self.kind == "control":
+            return run_dir / str(self.stage) / "control" / f"eval-{split_tag}" / "output"
         if self.kind == "reranked":
             return run_dir / str(self.stage) / f"eval-final-{split_tag}" / "output"
         if self.kind == "reranked_fused":

@@ -8,7 +8,7 @@ import shutil
 import time
 from pathlib import Path
 
-from rtune.data.atomic import atomic_dir, ensure_new_output
+from rtune.data.atomic import ensure_new_output
 from rtune.data.beir import read_beir
 from rtune.data.groups import read_groups, sample_groups
 from rtune.data.manifest import read_manifest
@@ -21,6 +21,15 @@ from rtune.models.settings import EncoderSettings
 from rtune.stage import BASE, DATASET, GROUPS, MODEL, StageSpec
 from rtune.train import checkpointing
 from rtune.train.config import DEFAULT_PASSAGE_LENGTH, DEFAULT_QUERY_LENGTH, TrainConfig
+from rtune.train.distributed import (
+    check_processes,
+    discard_shared_checkpoints,
+    launch,
+    output_folder,
+    should_launch,
+    trainer_arguments,
+    with_shared_checkpoints,
+)
 from rtune.train.examples import TrainingRows, build_rows, check_rows, no_conflicts
 from rtune.train.icl import with_icl_sample
 from rtune.train.lora import apply_lora, save_base_reference, use_adapter_checkpoints
@@ -47,6 +56,7 @@ def _training_arguments(config: TrainConfig, checkpoints: Path, has_dev: bool, r
         batch_sampler=functools.partial(KnownPositiveBatchSampler, rows_per_epoch=rows.rows_per_epoch, blocks=rows.epochs,
                                         keys=rows.keys if uses_in_batch_negatives(config) else no_conflicts(rows.keys)),
         **shared_training_arguments(config, checkpoints, has_dev, -(-rows.rows_per_epoch // config.batch_size) * config.epochs),
+        **trainer_arguments(config.processes, config.device),
     )
 
 
@@ -92,13 +102,18 @@ def train_bi_encoder(config: TrainConfig) -> dict:
 
     started = time.time()
     ensure_new_output(config.output, config.overwrite)
+    check_processes(config.processes, config.batch_size, config.device)
+    if should_launch(config.processes):  # this process starts `processes` trainers under torchrun, and waits
+        return launch("train", config, config.processes)
+    config = with_shared_checkpoints(config)
     resume, _ = checkpointing.prepare(config)  # a missing, damaged or foreign checkpoint fails before any model loads
     groups = list(read_groups(config.groups_file()))
     distil = needs_teacher_scores(config.loss)
     if distil:
         require_teacher_scores(groups, config.groups_file(), config.loss, config.teacher_scores)  # before any model loads
     groups = sample_groups(groups, config.max_queries, config.seed)
-    rows = build_rows(groups, config.group_size, config.seed, config.epochs, config.positives, teacher_scores=distil)
+    rows = build_rows(groups, config.group_size, config.seed, config.epochs, config.positives, teacher_scores=distil,
+                      rows_like_group_size=config.rows_like_group_size)
     check_rows(rows, config.group_size, config.allow_collapsed, str(config.groups_file()))
     counts = rows.counts
     log.info("%d training rows per epoch from %d queries and %d positives (%s positives, fresh negatives each epoch)",
@@ -119,7 +134,7 @@ def train_bi_encoder(config: TrainConfig) -> dict:
                                           settings=settings, batch_size=config.encode_batch_size)
     else:
         log.info("no --dataset given: no dev evaluation; the last epoch is kept")
-    with atomic_dir(config.output, overwrite=config.overwrite) as tmp:
+    with output_folder(config.output, config.overwrite) as tmp:
         if evaluator:
             log.info("dev evaluation of the starting model (%s) on '%s'", display_name(config.model), config.dev_split)
         base_dev = evaluator(model, epoch=0, steps=0) if evaluator else {}
@@ -158,6 +173,7 @@ def train_bi_encoder(config: TrainConfig) -> dict:
             log.warning("the best epoch (%s=%.4f) does not beat the starting model on dev (%.4f)", config.metric_for_best,
                         best[config.metric_for_best], summary["base_dev"][config.metric_for_best])
         record_lineage(tmp, "train", config, summary, started)
+    discard_shared_checkpoints(config)
     return summary
 
 

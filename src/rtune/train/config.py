@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -24,6 +24,8 @@ DEFAULT_PASSAGE_LENGTH = 256
 class TrainConfig(EncoderOptions, LoraOptions, CheckpointOptions, TrainingStageChecks):
     """Everything `rtune train` needs. The encoder settings (prompts, instruction and format, lengths,
     document text rule) are saved with the model and applied identically by mine, eval and the Retriever."""
+
+    NEUTRAL: ClassVar[frozenset[str]] = frozenset({"processes"})  # the same training, on more devices
     groups: Path = Field(description="training groups: a groups.jsonl or a `rtune mine` output folder")
     output: Path = Field(description="folder for the trained model (a sentence-transformers folder)")
     model: str = Field(DEFAULT_MODEL, description="model to start from: folder or hub id")
@@ -49,8 +51,14 @@ class TrainConfig(EncoderOptions, LoraOptions, CheckpointOptions, TrainingStageC
         "logits", description="kl, margin_mse: scale of the groups' teacher scores; probabilities (0-1) are turned into "
         "logits log(p / (1 - p)) first")
     max_queries: int | None = Field(None, ge=1, description="cap on training queries (a seeded sample), for CPU budgets")
+    rows_like_group_size: int | None = Field(
+        None, ge=2, description="train exactly the (query, positive) rows a --group-size N run trains (those with an "
+        "allowed negative), whatever --group-size is: an equal-budget control with in-batch negatives only")
     metric_for_best: str = Field("ndcg@10", description="dev metric that picks the best epoch")
     precision: Precision = Field("auto", description="auto: bf16/fp16 on CUDA, fp32 on CPU")
+    processes: int = Field(1, ge=1, description="train on this many processes (GPUs; on CPU, gloo processes) under torchrun: "
+                           "every batch split across them, in-batch negatives gathered from all (the same training as one "
+                           "process at this batch size)")
     seed: int = Field(42, description="seed for sampling, negatives and training")
     allow_collapsed: bool = Field(False, description="train even when most queries have no negative")
     icl_sample: int | None = Field(None, ge=1, description="draw this many in-context examples (query, first positive) "

@@ -9,7 +9,7 @@ import shutil
 import time
 from pathlib import Path
 
-from rtune.data.atomic import atomic_dir, ensure_new_output
+from rtune.data.atomic import ensure_new_output
 from rtune.data.beir import read_beir
 from rtune.data.dataset import RetrievalDataset
 from rtune.data.groups import read_groups, sample_groups
@@ -24,6 +24,15 @@ from rtune.models.precision import compute_identity
 from rtune.stage import DATASET, GROUPS, MODEL, RERANKER, StageSpec
 from rtune.train import checkpointing
 from rtune.train.cross_encoder_config import RerankerTrainConfig
+from rtune.train.distributed import (
+    check_processes,
+    discard_shared_checkpoints,
+    launch,
+    output_folder,
+    should_launch,
+    trainer_arguments,
+    with_shared_checkpoints,
+)
 from rtune.train.examples import RowKeys, build_rows, check_rows, no_conflicts
 from rtune.train.model_card import record_lineage
 from rtune.train.progress import concise_progress
@@ -90,7 +99,8 @@ def _training_arguments(config: RerankerTrainConfig, checkpoints: Path, has_dev:
     # holds a passage twice or another row's known positive
     sampler = functools.partial(KnownPositiveBatchSampler, keys=keys, rows_per_epoch=per_epoch, blocks=config.epochs)
     steps = -(-per_epoch // config.batch_size) * config.epochs
-    return CrossEncoderTrainingArguments(batch_sampler=sampler, **shared_training_arguments(config, checkpoints, has_dev, steps))
+    return CrossEncoderTrainingArguments(batch_sampler=sampler, **shared_training_arguments(config, checkpoints, has_dev, steps),
+                                         **trainer_arguments(config.processes, config.device))
 
 
 def train_cross_encoder(config: RerankerTrainConfig) -> dict:
@@ -101,6 +111,10 @@ def train_cross_encoder(config: RerankerTrainConfig) -> dict:
 
     started = time.time()
     ensure_new_output(config.output, config.overwrite)
+    check_processes(config.processes, config.batch_size, config.device)
+    if should_launch(config.processes):  # this process starts `processes` trainers under torchrun, and waits
+        return launch("train-reranker", config, config.processes)
+    config = with_shared_checkpoints(config)
     resume, _ = checkpointing.prepare(config)  # a missing, damaged or foreign checkpoint fails before any model loads
     groups = sample_groups(list(read_groups(config.groups_file())), config.max_queries, config.seed)
     rows = build_rows(groups, config.group_size, config.seed, config.epochs, config.positives)
@@ -119,7 +133,7 @@ def train_cross_encoder(config: RerankerTrainConfig) -> dict:
     model = load_reranker_base(config.model, config.max_length, config.device, config.seed)
     if evaluator is None:
         log.info("no --dataset given: no dev evaluation; the last epoch is kept")
-    with atomic_dir(config.output, overwrite=config.overwrite) as tmp:
+    with output_folder(config.output, config.overwrite) as tmp:
         base_dev = evaluator(model, epoch=0, steps=0) if evaluator else {}
         checkpoints = config.checkpoint_dir or tmp / "checkpoints"
         trainer = CrossEncoderTrainer(model=model, args=_training_arguments(config, checkpoints, evaluator is not None, per_epoch, keys),
@@ -152,6 +166,7 @@ def train_cross_encoder(config: RerankerTrainConfig) -> dict:
             log.warning("the best epoch's reranking (%s=%.4f) does not beat the first stage alone on dev (%.4f)",
                         config.metric_for_best, best[config.metric_for_best], first_dev[config.metric_for_best])
         record_lineage(tmp, "train-reranker", config, summary, started)
+    discard_shared_checkpoints(config)
     return summary
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
@@ -19,6 +19,7 @@ class RerankerTrainConfig(CheckpointOptions, TrainingStageChecks):
     """Everything `rtune train-reranker` needs: groups, the base (a cross-encoder, or an encoder that gets a
     new one-logit head), the loss, and the dev evaluation that reranks a first stage's top candidates."""
     model_config = ConfigDict(extra="forbid")
+    NEUTRAL: ClassVar[frozenset[str]] = frozenset({"processes"})
 
     groups: Path = Field(description="training groups: a groups.jsonl or a `rtune mine` output folder")
     output: Path = Field(description="folder for the trained reranker (a sentence-transformers CrossEncoder folder)")
@@ -46,6 +47,8 @@ class RerankerTrainConfig(CheckpointOptions, TrainingStageChecks):
     metric_for_best: str = Field("ndcg@10", description="dev metric (of the reranked run) that picks the best epoch")
     eval_batch_size: int = Field(64, ge=1, description="pairs scored / texts encoded at once in the dev evaluation")
     precision: Precision = Field("auto", description="auto: bf16/fp16 on CUDA, fp32 on CPU")
+    processes: int = Field(1, ge=1, description="train on this many processes (GPUs; on CPU, gloo processes) under torchrun, "
+                           "every batch split across them (mnrl's in-batch negatives then come from each process's share)")
     device: str | None = Field(None, description="torch device, e.g. cpu or cuda [default: the best available]")
     seed: int = Field(42, description="seed for sampling, negatives, the new head and training")
     allow_collapsed: bool = Field(False, description="train even when most queries have no negative")

@@ -71,11 +71,15 @@ def _draw(pool: list[int], n: int, rng: random.Random) -> tuple[list[int], bool]
 
 
 def build_rows(groups: Sequence[TrainingGroup], group_size: int, seed: int, epochs: int = 1,
-               positives: PositiveMode = "all", teacher_scores: bool = False) -> TrainingRows:
+               positives: PositiveMode = "all", teacher_scores: bool = False,
+               rows_like_group_size: int | None = None) -> TrainingRows:
     """Rows for every epoch. Positives without an allowed negative are skipped when negatives are wanted
     (counted); queries with too few negatives reuse theirs (counted). With `teacher_scores`, a `label`
     column holds each row's teacher scores [positive, negative_1, ...] (for distillation losses)."""
     n_neg = group_size - 1
+    # which (query, positive) pairs make rows: those a run with `rows_like_group_size` trains (pairs with an allowed
+    # negative), for an equal-budget control that trains the same rows with in-batch negatives only
+    needs_negatives = (rows_like_group_size or group_size) > 1
     names = ["anchor", "positive", *(f"negative_{i + 1}" for i in range(n_neg))]
     columns: dict[str, list] = {name: [] for name in names + (["label"] if teacher_scores else [])}
     known_by_text: dict[str, set[int]] = {}
@@ -85,10 +89,10 @@ def build_rows(groups: Sequence[TrainingGroup], group_size: int, seed: int, epoc
               "positives_without_allowed_negatives": 0, "padded_rows": 0}
     plans: list[tuple[int, list[int]]] = []  # (group index, trainable positive indices)
     for index, group in enumerate(groups):
-        if n_neg and not group.neg:
+        if needs_negatives and not group.neg:
             counts["queries_without_negatives"] += 1
             continue
-        trainable = [p for p in range(len(group.pos)) if not n_neg or _valid_negatives(group, p)]
+        trainable = [p for p in range(len(group.pos)) if not needs_negatives or _valid_negatives(group, p)]
         counts["positives_without_allowed_negatives"] += len(group.pos) - len(trainable)
         if trainable:
             plans.append((index, trainable))

@@ -17,10 +17,11 @@ import logging
 import random
 import time
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import ConfigDict, Field
 
-from rtune.data.atomic import atomic_dir, atomic_file, ensure_new_output
+from rtune.data.atomic import atomic_file, ensure_new_output
 from rtune.data.beir import read_beir
 from rtune.data.groups import read_groups, sample_groups
 from rtune.data.manifest import write_manifest
@@ -32,6 +33,18 @@ from rtune.models.rerankers.llm import RERANKER_SETTINGS, LLMPromptOptions, LLMR
 from rtune.stage import RERANKER, StageSpec
 from rtune.train.cross_encoder import RERANKER_REFS, dev_evaluator, document_rule, reranker_defaults, training_compute
 from rtune.train.cross_encoder_config import RerankerTrainConfig
+from rtune.train.distributed import (
+    check_processes,
+    data_parallel,
+    distributed,
+    launch,
+    mean_over_processes,
+    output_folder,
+    process_device,
+    process_share,
+    should_launch,
+    unwrap,
+)
 from rtune.train.examples import build_rows, check_rows
 from rtune.train.lora import LoraOptions, enable_gradient_checkpointing
 from rtune.train.stage_checks import TrainingStageChecks
@@ -45,6 +58,7 @@ class LLMRerankerTrainConfig(LLMPromptOptions, LoraOptions, TrainingStageChecks)
     """Everything `rtune train-llm-reranker` needs (LoRA options as for `rtune train`; a rank is required)."""
 
     model_config = ConfigDict(extra="forbid")
+    NEUTRAL: ClassVar[frozenset[str]] = frozenset({"processes"})
 
     groups: Path = Field(description="training groups: a groups.jsonl or a `rtune mine` output folder")
     output: Path = Field(description="folder for the adapter (merge it with `rtune merge`)")
@@ -59,6 +73,8 @@ class LLMRerankerTrainConfig(LLMPromptOptions, LoraOptions, TrainingStageChecks)
     max_length: int = Field(512, ge=8, description="tokens of query + passage (the prompt is added on top)")
     max_queries: int | None = Field(None, ge=1, description="cap on training groups (a seeded sample)")
     allow_collapsed: bool = Field(False, description="train even when most queries have no (allowed) negative")
+    processes: int = Field(1, ge=1, description="train on this many processes (GPUs; on CPU, gloo processes) under torchrun, "
+                           "each taking an equal share of every batch of groups")
     # the dev evaluation of `rtune train-reranker`, declared once there
     dataset: Path | None = _RERANKER_FIELDS["dataset"]
     dev_split: str = _RERANKER_FIELDS["dev_split"]
@@ -109,6 +125,9 @@ def train_llm_reranker(config: LLMRerankerTrainConfig) -> dict:
 
     started = time.time()
     ensure_new_output(config.output, config.overwrite)
+    check_processes(config.processes, config.batch_size, config.device)
+    if should_launch(config.processes):  # this process starts `processes` trainers under torchrun, and waits
+        return launch("train-llm-reranker", config, config.processes)
     groups = sample_groups(list(read_groups(config.groups_file())), config.max_queries, config.seed)
     # the rows bi-encoder and cross-encoder training use: one positive per query per epoch, cycling, and negatives
     # drawn afresh each epoch among those the miner allowed for that positive (neg_valid_pos); collapse is an error
@@ -121,7 +140,9 @@ def train_llm_reranker(config: LLMRerankerTrainConfig) -> dict:
         log.info("no --dataset given: no dev evaluation; the last epoch is kept")
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
-    teacher = trainable_reranker(config)
+    teacher = trainable_reranker(config.model_copy(update={"device": process_device(config.device)}))
+    if distributed():  # every process takes its share of each batch; DDP averages the gradients
+        teacher.model = data_parallel(teacher.model)
     steps_per_epoch = -(-rows.rows_per_epoch // config.batch_size)
     optimizer = torch.optim.AdamW([p for p in teacher.model.parameters() if p.requires_grad], lr=config.learning_rate)
     total = steps_per_epoch * config.epochs
@@ -136,14 +157,17 @@ def train_llm_reranker(config: LLMRerankerTrainConfig) -> dict:
         block = range((epoch - 1) * rows.rows_per_epoch, epoch * rows.rows_per_epoch)  # this epoch's rows
         order = rng.sample(list(block), len(block))
         for start in range(0, len(order), config.batch_size):
+            share = process_share(order[start:start + config.batch_size])
+            if not share:  # a tail too short to split across the processes
+                continue
             batch = [(rows.columns["anchor"][i], rows.columns["positive"][i], [rows.columns[c][i] for c in negatives])
-                     for i in order[start:start + config.batch_size]]
+                     for i in share]
             loss = group_loss(teacher, batch)
             loss.backward()
             optimizer.step()
             schedule.step()
             optimizer.zero_grad()
-            losses.append(round(float(loss.detach()), 5))
+            losses.append(round(mean_over_processes(float(loss.detach())), 5))
             require_finite_loss(losses[-1], len(losses), total, config.output)
         log.info("epoch %d done: mean loss %.4f", epoch, sum(losses[-steps_per_epoch:]) / steps_per_epoch)
         if evaluator is not None:
@@ -163,8 +187,9 @@ def train_llm_reranker(config: LLMRerankerTrainConfig) -> dict:
                "dev_history": history, "best": best,
                "base_dev": {k.removeprefix("dev_"): v for k, v in base_dev.items()},
                "first_stage": {"ranker": config.first_stage, "rerank_top": config.rerank_top, "dev": first_dev} if evaluator else None}
+    teacher.model = unwrap(teacher.model)
     require_finite_weights(teacher.model, "the trained reranker", config.output)
-    with atomic_dir(config.output, overwrite=config.overwrite) as tmp:
+    with output_folder(config.output, config.overwrite) as tmp:
         save_reranker_adapter(teacher, config, tmp)
         write_manifest(tmp, "train-llm-reranker", config.model_dump(mode="json"), [config.groups_file()], started, summary,
                        name="rtune_manifest.json")

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from rtune.train.distributed import distributed
+
 
 def _mnrl(model, config):
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
-    return MultipleNegativesRankingLoss(model, scale=config.scale)
+    return MultipleNegativesRankingLoss(model, scale=config.scale, gather_across_devices=distributed())
 
 
 def _cached_mnrl(model, config):
     from sentence_transformers.sentence_transformer.losses import CachedMultipleNegativesRankingLoss
 
-    return CachedMultipleNegativesRankingLoss(model, scale=config.scale, mini_batch_size=config.mini_batch_size)
+    return CachedMultipleNegativesRankingLoss(model, scale=config.scale, mini_batch_size=config.mini_batch_size,
+                                              gather_across_devices=distributed())
 
 
 def _kl(model, config):
