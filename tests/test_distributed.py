@@ -17,7 +17,6 @@ from rtune.errors import InputError
 from rtune.train.bi_encoder import train_bi_encoder
 from rtune.train.config import TrainConfig
 
-
 WORDS = "cat dog river mountain city france germany python language capital largest garden morning afternoon mat".split()
 
 
