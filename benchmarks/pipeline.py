@@ -28,18 +28,20 @@ DATA = Path(os.environ.get("RTUNE_DATA", REPO.parent / "shared" / "data"))
 COLUMNS = ["ndcg@10", "map@25", "mrr@10", "recall@10", "recall@100"]
 
 
-def run(pipeline: Path, run_dir: Path, fresh: bool) -> tuple[float, int]:
+def run(pipeline: Path, run_dir: Path, fresh: bool, overrides: list[str]) -> tuple[float, int]:
     """`rtune run` in a child process (the CLI users run), with an empty embedding cache of its own (as on a fresh
     machine) unless resuming; (wall seconds, exit code)."""
     cache = run_dir.parent / "embedding-cache"
     if fresh:
         shutil.rmtree(run_dir, ignore_errors=True)
         shutil.rmtree(cache, ignore_errors=True)
-    command = [str(Path(sys.executable).with_name("rtune")), "run", str(pipeline), "--set", f"output={run_dir}",
-               "--set", f"dataset={DATA / 'squad-v1.1' / 'dev-v1.1.json'}"]
+    command = [sys.executable, "-m", "rtune.cli", "run", str(pipeline), "--set", f"output={run_dir}",
+               "--set", f"dataset={DATA / 'squad-v1.1' / 'dev-v1.1.json'}", *(f"--set={o}" for o in overrides)]
     print("$", " ".join(command), flush=True)
     started = time.perf_counter()
     code = subprocess.call(command, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1", "RTUNE_CACHE_DIR": str(cache)})
+    if code == 0:
+        print(f"wall time of the whole run: {time.perf_counter() - started:.1f} s", flush=True)
     return time.perf_counter() - started, code
 
 
@@ -47,7 +49,7 @@ def fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else ("-" if value is None else str(value))
 
 
-def body(pipeline: Path, run_dir: Path, wall: float, budget: str) -> str:
+def body(pipeline: Path, run_dir: Path, wall: float, budget: str, overrides: list[str]) -> str:
     from rtune.pipeline.rows import run_rows, stage_record
     from rtune.pipeline.systems import read_plan
 
@@ -55,8 +57,8 @@ def body(pipeline: Path, run_dir: Path, wall: float, budget: str) -> str:
     plan = read_plan(run_dir)
     lines = [f"## Pipeline ({budget} budget): `rtune run {pipeline.relative_to(REPO)}`", "",
              f"- date: {date.today().isoformat()}; machine: {machine()}",
-             f"- command: `python benchmarks/pipeline.py --pipeline {pipeline.relative_to(REPO)} --budget {budget}` "
-             f"(a fresh run folder and an empty embedding cache; the report stays in `{run_dir.relative_to(REPO)}`)",
+             f"- command: `python benchmarks/pipeline.py --pipeline {pipeline.relative_to(REPO)} --budget {budget}"
+             + "".join(f" --set {o}" for o in overrides) + "` (a fresh run folder and an empty embedding cache)",
              f"- data: SQuAD v1.1 dev ({DATA / 'squad-v1.1' / 'dev-v1.1.json'}), split by article 70/10/20 as the pipeline declares",
              f"- wall time of the whole run: {wall / 60:.1f} min", "",
              "| system | kind | kept | dev nDCG@10 | " + " | ".join(f"test {c}" for c in COLUMNS) + " |",
@@ -82,14 +84,18 @@ def main() -> None:
     parser.add_argument("--work", default=str(REPO / "benchmarks" / "out"))
     parser.add_argument("--resume", action="store_true", help="keep the run folder (fresh stages are skipped; the time is not a full run's)")
     parser.add_argument("--no-write", action="store_true", help="print, do not update RESULTS.md")
+    parser.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", help="a pipeline override (repeatable)")
+    parser.add_argument("--body-out", default=None, help="also write the section's text to this file")
     args = parser.parse_args()
     pipeline = Path(args.pipeline).resolve()
     run_dir = Path(args.work).resolve() / f"pipeline-{args.budget}" / "run"
-    wall, code = run(pipeline, run_dir, fresh=not args.resume)
+    wall, code = run(pipeline, run_dir, fresh=not args.resume, overrides=args.set)
     if code != 0:
         raise SystemExit(f"rtune run exited {code}; see {run_dir / 'run.log'}")
-    text = body(pipeline, run_dir, wall, args.budget)
+    text = body(pipeline, run_dir, wall, args.budget, args.set)
     print(text)
+    if args.body_out:
+        Path(args.body_out).write_text(text + "\n", encoding="utf-8")
     if not args.no_write and not args.resume:
         update_results(f"pipeline:{args.budget}", text)
 

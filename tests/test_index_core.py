@@ -106,3 +106,21 @@ def test_eval_index_type_is_an_option_with_the_same_metrics_on_a_small_corpus(ti
     assert build_ranker(config, read_beir(toy_beir)).index().index_type == "ivf"
     with pytest.raises(ValueError, match="valid: exact, ivf, hnsw"):
         EvalConfig(dataset=toy_beir, index_type="lsh")
+
+
+def test_torch_exact_search_equals_faiss_and_a_plain_matrix_product():
+    """The torch path (no FAISS installed, or a GPU) ranks like FAISS and like numpy, up to float tolerance."""
+    import numpy as np
+
+    from rtune.index.dense_search import exact_search, torch_exact_search
+
+    rng = np.random.default_rng(0)
+    matrix = rng.standard_normal((3000, 16)).astype(np.float32)
+    queries = rng.standard_normal((12, 16)).astype(np.float32)
+    positions, scores = torch_exact_search(queries, matrix, 7, block_rows=500)
+    faiss_positions, faiss_scores = exact_search(queries, matrix, 7, block_rows=500)
+    plain = queries @ matrix.T  # (12, 3000), a second computation
+    expected = np.argsort(-plain, axis=1, kind="stable")[:, :7]
+    assert (positions == faiss_positions).all() and (positions == expected).all()
+    np.testing.assert_allclose(scores, np.take_along_axis(plain, expected, axis=1), atol=1e-4)
+    np.testing.assert_allclose(scores, faiss_scores, atol=1e-4)

@@ -41,9 +41,14 @@ def _release_pages(matrix: np.ndarray, start: int, stop: int) -> None:
 
 def exact_search(queries: np.ndarray, matrix: np.ndarray, k: int, block_rows: int = BLOCK_ROWS) -> tuple[np.ndarray, np.ndarray]:
     """Top-k (positions, scores) by inner product, best first. queries: (nq, d) float32; matrix: (n, d),
-    e.g. a float16 memory-mapped .npy read block by block (memory: one float32 block + the results)."""
-    import faiss
-
+    e.g. a float16 memory-mapped .npy read block by block (memory: one float32 block + the results). FAISS on the
+    CPU; where FAISS is not installed (or a GPU is there), torch's matrix product and top-k, block by block."""
+    try:
+        import faiss
+    except ImportError:
+        faiss = None
+    if faiss is None or _cuda_available():
+        return torch_exact_search(queries, matrix, k, block_rows)
     k = min(k, matrix.shape[0])
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     heap = faiss.ResultHeap(len(queries), k, keep_max=True)
@@ -56,6 +61,35 @@ def exact_search(queries: np.ndarray, matrix: np.ndarray, k: int, block_rows: in
         _release_pages(matrix, start, stop)
     heap.finalize()
     return heap.I, heap.D
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def torch_exact_search(queries: np.ndarray, matrix: np.ndarray, k: int, block_rows: int = BLOCK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    """`exact_search` through torch (on the GPU when there is one): each block's top k merged into a running top k.
+    Ties between blocks keep the earlier position, as FAISS's heap does."""
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    k = min(k, matrix.shape[0])
+    q = torch.as_tensor(np.ascontiguousarray(queries, dtype=np.float32), device=device)  # (nq, d)
+    best_scores = torch.full((len(q), 0), float("-inf"), device=device)
+    best_positions = torch.zeros((len(q), 0), dtype=torch.int64, device=device)
+    for start in range(0, matrix.shape[0], block_rows):
+        stop = min(start + block_rows, matrix.shape[0])
+        block = torch.as_tensor(np.ascontiguousarray(matrix[start:stop], dtype=np.float32), device=device)  # (b, d)
+        scores = q @ block.T  # (nq, b)
+        top = torch.topk(scores, min(k, stop - start), dim=1)
+        merged_scores = torch.cat([best_scores, top.values], dim=1)
+        merged_positions = torch.cat([best_positions, top.indices + start], dim=1)
+        keep = torch.topk(merged_scores, min(k, merged_scores.shape[1]), dim=1, sorted=True)
+        best_scores, best_positions = keep.values, torch.gather(merged_positions, 1, keep.indices)
+        _release_pages(matrix, start, stop)
+    return best_positions.cpu().numpy(), best_scores.float().cpu().numpy()
 
 
 def _factory_string(index_type: str, n: int) -> str:

@@ -179,7 +179,7 @@ def summary(config: RerankerTrainConfig, result: dict) -> list:
 
 
 # what a reranker training stage may refer to, and what a pipeline fills in (train-llm-reranker shares them)
-RERANKER_REFS = {"dataset": DATASET, "groups": GROUPS, "first_stage": MODEL, "model": RERANKER}
+RERANKER_REFS = {"dataset": DATASET, "groups": GROUPS, "first_stage": MODEL, "model": (RERANKER, MODEL)}  # model: base too
 
 
 def reranker_defaults(settings) -> dict:
