@@ -28,15 +28,16 @@ DATA = Path(os.environ.get("RTUNE_DATA", REPO.parent / "shared" / "data"))
 COLUMNS = ["ndcg@10", "map@25", "mrr@10", "recall@10", "recall@100"]
 
 
-def run(pipeline: Path, run_dir: Path, fresh: bool, overrides: list[str]) -> tuple[float, int]:
+def run(pipeline: Path, run_dir: Path, fresh: bool, overrides: list[str], dataset_override: bool = True) -> tuple[float, int]:
     """`rtune run` in a child process (the CLI users run), with an empty embedding cache of its own (as on a fresh
     machine) unless resuming; (wall seconds, exit code)."""
     cache = run_dir.parent / "embedding-cache"
     if fresh:
         shutil.rmtree(run_dir, ignore_errors=True)
         shutil.rmtree(cache, ignore_errors=True)
-    command = [sys.executable, "-m", "rtune.cli", "run", str(pipeline), "--set", f"output={run_dir}",
-               "--set", f"dataset={DATA / 'squad-v1.1' / 'dev-v1.1.json'}", *(f"--set={o}" for o in overrides)]
+    squad = [f"--set=dataset={DATA / 'squad-v1.1' / 'dev-v1.1.json'}"] if dataset_override else []
+    command = [sys.executable, "-m", "rtune.cli", "run", str(pipeline), "--set", f"output={run_dir}", *squad,
+               *(f"--set={o}" for o in overrides)]
     print("$", " ".join(command), flush=True)
     started = time.perf_counter()
     code = subprocess.call(command, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1", "RTUNE_CACHE_DIR": str(cache)})

@@ -417,6 +417,7 @@ def test_controls_train_the_same_rows_in_batch_only_are_reported_and_can_gate(to
 
     data = pipeline_dict(toy, tiny_model, tmp_path / "run")
     data["eval"]["controls"] = True
+    data["eval"]["hybrid"] = True
     data["stages"][1]["keep_if_better"] = "control"
     original = gate.decide
 
@@ -439,9 +440,16 @@ def test_controls_train_the_same_rows_in_batch_only_are_reported_and_can_gate(to
         assert config["seed"] == trained["config"]["seed"] and config["model"] == trained["config"]["model"]
     systems = json.loads((run / "systems.json").read_text())["systems"]
     assert {s["label"] for s in systems if s["kind"] == "control"} == {"train_1 control", "train_dense_1 control"}
-    assert any("REFUSED train_1 by keep_if_better" in line and "of train_1 control" in line for line in lines)
+    assert any("REFUSED train_1 by keep_if_better" in line and "of train_1 control" in line
+               and "later stages get train_1 control's model" in line for line in lines)
+    # the plain fine-tune won: it is carried forward (the next round mines with it and trains from it)
+    mined_with = json.loads((run / "mine_dense_1" / "output" / "manifest.json").read_text())["config"]["model"]
+    assert Path(mined_with) == run / "train_1" / "control" / "output"
     report = (run / "report.md").read_text()
     assert "Each stage against its equal-budget control" in report and "| train_dense_1 | test |" in report
+    final = json.loads((run / "systems.json").read_text())["final"]
+    if final == "train_1 control":  # a hybrid of the final model, wherever it lives
+        assert (run / "baselines" / "hybrid-train_1-control" / "eval-test" / "output" / "metrics.json").is_file()
     with pytest.raises(Exception, match="keep_if_better': control gates on the stage's control, but eval.controls is off"):
         data["eval"]["controls"] = False
         data["output"] = str(tmp_path / "other")

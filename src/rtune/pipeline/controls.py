@@ -28,3 +28,20 @@ def control_config(config: TrainConfig, folder: Path) -> TrainConfig:
                                         "checkpoint_dir", "resume_from_checkpoint"})
     return TrainConfig(**values, loss="mnrl", group_size=1, rows_like_group_size=max(2, config.group_size),
                        output=folder / "output", checkpoint_dir=folder / "checkpoints")
+
+
+CONTROL_REF = "::control"  # a stage's control as a model reference (stage names cannot hold ':')
+
+
+def control_ref(stage: str) -> str:
+    return stage + CONTROL_REF
+
+
+def label_of(ref: str) -> str:
+    """A model reference as the report names it: a stage's control is `<stage> control`."""
+    return f"{ref.removesuffix(CONTROL_REF)} control" if ref.endswith(CONTROL_REF) else ref
+
+
+def folder_of(run_dir: Path, ref: str) -> Path:
+    """The folder of a model reference's step (a stage's, or its control's)."""
+    return run_dir / ref.removesuffix(CONTROL_REF) / CONTROL_FOLDER if ref.endswith(CONTROL_REF) else run_dir / ref

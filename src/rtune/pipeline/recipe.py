@@ -15,7 +15,7 @@ from rtune.data.identity import content_identity
 from rtune.eval.evaluate import BM25
 from rtune.eval.fused import FUSION_FILE, fused_eval, reranker_fusion
 from rtune.index.fusion import fuse_runs
-from rtune.pipeline.controls import CONTROL_FOLDER
+from rtune.pipeline.controls import CONTROL_FOLDER, control_ref, folder_of, label_of
 from rtune.pipeline.engine import Input
 from rtune.pipeline.systems import System
 from rtune.stage import BASE
@@ -105,16 +105,16 @@ def finish(runner) -> None:
             runner.write_report()
         elif system.kind == "control":
             runner.eval_step(f"{system.label}: test", runner.run_dir / str(system.stage) / CONTROL_FOLDER / "eval-test",
-                             f"{system.stage}.{CONTROL_FOLDER}", settings.test_split, own=True)
+                             control_ref(str(system.stage)), settings.test_split, own=True)
             runner.write_report()
     final = runner.kept[0]
-    final_folder = base / "base" if final == BASE else runner.run_dir / final
+    final_folder = base / "base" if final == BASE else folder_of(runner.run_dir, final)
     if settings.hybrid:
         hybrid(runner, "hybrid-base", BASE, base / "base")
         if final != BASE:
-            hybrid(runner, f"hybrid-{final}", final, final_folder)
+            hybrid(runner, f"hybrid-{label_of(final).replace(' ', '-')}", final, final_folder)
     for system in [s for s in runner.systems if s.kind == "reranked"]:
-        system.label = f"{final}+{system.stage}"
+        system.label = f"{label_of(final)}+{system.stage}"
         for split, tag in ((settings.dev_split, "dev"), (settings.test_split, "test")):
             runner.eval_step(f"{system.label}: {tag}", runner.run_dir / system.stage / f"eval-final-{tag}", final, split,
                              rerank_ref=system.stage)

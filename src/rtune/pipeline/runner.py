@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from rtune.eval.evaluate import BM25, EVAL_STAGE, EvalConfig, evaluate
 from rtune.pipeline import recipe
-from rtune.pipeline.controls import CONTROL_FOLDER, control_config, uses_negatives
+from rtune.pipeline.controls import CONTROL_FOLDER, control_config, control_ref, label_of, uses_negatives
 from rtune.pipeline.engine import Input, Outcome, StepEngine
 from rtune.pipeline.gate import decide
 from rtune.pipeline.lock import run_lock
@@ -117,7 +117,7 @@ class Runner:
             control = self.control(stage, config, inputs, folder) if self.pipeline.eval.controls else None
             self.after_model(stage, folder, control)
         elif stage.produces == RERANKER:
-            self.systems.append(System(f"{self.kept[0]}+{stage.name}", "reranked", stage.name))
+            self.systems.append(System(f"{label_of(self.kept[0])}+{stage.name}", "reranked", stage.name))
 
     def control(self, stage: PlannedStage, config: BaseModel, inputs: dict[str, Input], folder: Path) -> tuple[str, float | None] | None:
         """Train and evaluate on dev the stage's equal-budget control (rtune.pipeline.controls), when it has one;
@@ -126,7 +126,7 @@ class Runner:
             return None
         control_folder = folder / CONTROL_FOLDER
         control = control_config(config, control_folder)
-        label, ref = f"{stage.name} control", f"{stage.name}.{CONTROL_FOLDER}"
+        label, ref = f"{stage.name} control", control_ref(stage.name)
 
         def work() -> dict:
             return {"result": stage.kind.run(control.model_copy(update=resume_values(control)))}
@@ -136,6 +136,7 @@ class Runner:
         if outcome.status in ("ran", "skipped"):
             shutil.rmtree(control_folder / CHECKPOINTS, ignore_errors=True)
         self.own[ref] = (str(control_folder / "output"), outcome.record["outputs"]["output"] if outcome.built else None)
+        self.effective[ref], self.sha[ref] = self.own[ref]  # a later stage may be handed the control (see after_model)
         dev = self.eval_step(f"{label}: dev", control_folder / "eval-dev", ref, self.pipeline.eval.dev_split, own=True)
         self.systems.append(System(label, "control", stage.name))
         return label, (dev.record.get("metrics") or {}).get(self.pipeline.eval.metric)
@@ -151,9 +152,14 @@ class Runner:
             self.kept = (stage.name, value)
         else:
             previous = self.kept[0]
+            if decision.get("refused_by") == decision.get("control") and control is not None and (
+                    self.kept[1] is None or control[1] > self.kept[1]):
+                # the plain fine-tune beat the stage and the latest kept model: it is what helps, it goes on
+                previous = control_ref(stage.name)
+                self.kept = (previous, control[1])
             self.effective[stage.name] = self.resolve(previous)
             self.sha[stage.name] = self.ref_sha(previous)
-            message = f"REFUSED {stage.name} by keep_if_better: {decision['reason']}; later stages get {previous}'s model"
+            message = f"REFUSED {stage.name} by keep_if_better: {decision['reason']}; later stages get {label_of(previous)}'s model"
             self.echo(f"{'!' * 3} {message}")
             log.warning(message)
         self.systems.append(system)
@@ -185,7 +191,7 @@ class Runner:
     def write_report(self) -> None:
         if self.dry_run:
             return
-        write_systems(self.run_dir, self.systems, self.plan, self.kept[0])
+        write_systems(self.run_dir, self.systems, self.plan, label_of(self.kept[0]))
         write_report(self.run_dir)
 
 
