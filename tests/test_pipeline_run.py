@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from conftest import write_beir
+from rtune.errors import InputError
 from rtune.pipeline.runner import run_pipeline
 
 HERE = Path(__file__).resolve().parent
@@ -450,7 +451,7 @@ def test_controls_train_the_same_rows_in_batch_only_are_reported_and_can_gate(to
     final = json.loads((run / "systems.json").read_text())["final"]
     if final == "train_1 control":  # a hybrid of the final model, wherever it lives
         assert (run / "baselines" / "hybrid-train_1-control" / "eval-test" / "output" / "metrics.json").is_file()
-    with pytest.raises(Exception, match="keep_if_better': control gates on the stage's control, but eval.controls is off"):
+    with pytest.raises(InputError, match="keep_if_better': control gates on the stage's control, but eval.controls is off"):
         data["eval"]["controls"] = False
         data["output"] = str(tmp_path / "other")
         run_pipeline(write_pipeline(tmp_path / "x", data), dry_run=True, echo=lambda line: None)
