@@ -96,3 +96,23 @@ def paired_tests(pairs: dict[str, tuple[dict, dict]], metric: str = "ndcg@10") -
     return {r.label: {"wins": r.wins, "losses": r.losses, "ties": r.ties, "mean_diff": r.mean_difference,
                       "p": 1.0 if r.p_value is None else r.p_value, "p_holm": 1.0 if r.p_adjusted is None else r.p_adjusted}
             for r in results}
+
+
+def control_lines(run_dir: Path) -> list[str]:
+    """Markdown rows: each stage of a run folder against its equal-budget control (the run's own paired test, Holm-
+    corrected over its controls), or nothing when the run trained no controls."""
+    from rtune.pipeline.report import against_controls
+    from rtune.pipeline.systems import read_systems
+
+    systems, meta = read_systems(run_dir)
+    rows = against_controls(run_dir, systems, meta.get("metric", "ndcg@10"))
+    if not rows:
+        return []
+    return ["| stage | split | mean diff vs control | wins | losses | ties | p | p (Holm) | verdict |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *(f"| {r['stage']} | {r['split']} | {r['mean_difference']:+.4f} | {r['wins']} | {r['losses']} | {r['ties']} | "
+              f"{_p(r['p_value'])} | {_p(r['p_adjusted'])} | {r['verdict']} |" for r in rows)]
+
+
+def _p(value: float | None) -> str:
+    return "-" if value is None else ("<0.0001" if value < 1e-4 else f"{value:.4f}")

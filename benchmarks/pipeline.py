@@ -21,7 +21,7 @@ from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, update_results  # noqa: E402
+from common import control_lines, machine, update_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RTUNE_DATA", REPO.parent / "shared" / "data"))
@@ -69,6 +69,10 @@ def body(pipeline: Path, run_dir: Path, wall: float, budget: str, overrides: lis
         fusion = f" ({r['fusion']['method']}, dense weight {r['fusion']['dense_weight']} chosen on dev)" if r.get("fusion") else ""
         lines.append(f"| {r['label']}{fusion} | {r['kind']} | {kept} | {fmt(r['dev'].get('ndcg@10'))} | "
                      + " | ".join(fmt(r["test"].get(c)) for c in COLUMNS) + " |")
+    controls = control_lines(run_dir)
+    if controls:
+        lines += ["", "Each stage against its equal-budget control (the same rows, MNRL with in-batch negatives only, "
+                  "same steps, seed and start model), paired t-test on per-query nDCG@10:", "", *controls]
     lines += ["", "| stage | kind | wall s | peak MiB |", "|---|---|---|---|"]
     for stage in plan.get("stages", []):
         stats = stage_record(run_dir, stage["name"]).get("stats") or {}

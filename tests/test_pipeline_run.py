@@ -19,7 +19,9 @@ import yaml
 
 from conftest import write_beir
 from rtune.errors import InputError
+from rtune.pipeline.report import against_controls
 from rtune.pipeline.runner import run_pipeline
+from rtune.pipeline.systems import read_systems
 
 HERE = Path(__file__).resolve().parent
 
@@ -448,6 +450,11 @@ def test_controls_train_the_same_rows_in_batch_only_are_reported_and_can_gate(to
     assert Path(mined_with) == run / "train_1" / "control" / "output"
     report = (run / "report.md").read_text()
     assert "Each stage against its equal-budget control" in report and "| train_dense_1 | test |" in report
+    systems_read, meta = read_systems(run)
+    compared = against_controls(run, systems_read, meta["metric"])
+    assert {(c["stage"], c["split"]) for c in compared} == {(s, split) for s in ("train_1", "train_dense_1") for split in ("dev", "test")}
+    for c in compared:  # the report's rows are these
+        assert f"| {c['stage']} | {c['split']} | {c['mean_difference']:.4f} |" in report
     final = json.loads((run / "systems.json").read_text())["final"]
     if final == "train_1 control":  # a hybrid of the final model, wherever it lives
         assert (run / "baselines" / "hybrid-train_1-control" / "eval-test" / "output" / "metrics.json").is_file()

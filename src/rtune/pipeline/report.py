@@ -27,6 +27,21 @@ def verdict(result, alpha: float = 0.05) -> str:
     return "beats its control" if result.mean_difference > 0 else "WORSE than its control"
 
 
+def against_controls(run_dir: Path, systems, metric: str) -> list[dict]:
+    """Each stage against its equal-budget control, per split: the paired test on per-query `metric` (Holm-corrected
+    over the run's controls), as dicts for the report and the benchmarks."""
+    controls = [(system, next(s for s in systems if s.kind == "stage" and s.label == system.stage))
+                for system in systems if system.kind == "control" and any(s.label == system.stage for s in systems)]
+    out = []
+    for split in ("dev", "test"):
+        pairs = [(stage.label, per_query_of(control, run_dir, split, metric), per_query_of(stage, run_dir, split, metric))
+                 for control, stage in controls]
+        out += [{"stage": r.label, "split": split, "mean_difference": r.mean_difference, "wins": r.wins, "losses": r.losses,
+                 "ties": r.ties, "p_value": r.p_value, "p_adjusted": r.p_adjusted, "verdict": verdict(r)}
+                for r in compare_pairs(pairs) if r.queries]
+    return out
+
+
 def _columns(rows: list[dict], metric: str) -> list[str]:
     present = {k for r in rows for split in ("dev", "test") for k in r[split]}
     return list(dict.fromkeys([metric, *(c for c in HEADLINE if c in present)]))
@@ -79,16 +94,10 @@ def _sections(run_dir: Path) -> tuple[list[tuple[str, list[list[str]] | str]], l
                              _table(["comparison", "wins", "losses", "ties", "mean diff", "p-value", f"p ({CORRECTION})"],
                                     [[r.label, r.wins, r.losses, r.ties, r.mean_difference, r.p_value, r.p_adjusted]
                                      for r in results])))
-    controls = [(system, next(s for s in systems if s.kind == "stage" and s.label == system.stage))
-                for system in systems if system.kind == "control" and any(s.label == system.stage for s in systems)]
-    rows_of_controls = []
-    for split in ("dev", "test"):
-        pairs = [(stage.label, per_query_of(control, run_dir, split, metric), per_query_of(stage, run_dir, split, metric))
-                 for control, stage in controls]
-        for result in (r for r in compare_pairs(pairs) if r.queries):
-            rows_of_controls.append([result.label, split, result.mean_difference, result.wins, result.losses, result.ties,
-                                     result.p_value, result.p_adjusted, verdict(result)])
+    rows_of_controls = [[c["stage"], c["split"], c["mean_difference"], c["wins"], c["losses"], c["ties"], c["p_value"],
+                         c["p_adjusted"], c["verdict"]] for c in against_controls(run_dir, systems, metric)]
     if rows_of_controls:
+        controls = {row[0] for row in rows_of_controls}
         sections.append((f"Each stage against its equal-budget control (the same rows, in-batch negatives only) on {metric}: "
                          f"{describe(DEFAULT_TEST, len(controls))} per split",
                          _table(["stage", "split", "mean diff vs control", "wins", "losses", "ties", "p-value",
