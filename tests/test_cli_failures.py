@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cli_runner import one_line, run_cli
 from rtune import __version__
 from rtune.cli import main
 from rtune.index.embedding_cache import EmbeddingCache
@@ -27,17 +28,6 @@ SPLIT = ["--train", "0.5", "--dev", "0.25", "--test", "0.25"]
 ENV = dict(os.environ, COLUMNS="300", HF_HUB_OFFLINE="1")
 
 
-def run_cli(*args: str) -> int:
-    """The exit status `rtune ARGS` would have (0 when main returns)."""
-    try:
-        main([*args])
-    except SystemExit as done:
-        return done.code
-    return 0
-
-
-def one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def start_child(code: str, *args: str, hook: Path | None = None) -> subprocess.Popen:

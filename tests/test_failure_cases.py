@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cli_runner import one_line, run_cli
 from conftest import write_toy_groups
-from rtune.cli import main
 from rtune.data.groups import group_writer, read_groups
 from rtune.data.records import TrainingGroup
 from rtune.errors import InputError
@@ -24,16 +24,6 @@ from rtune.errors import InputError
 SPLIT = ["--train", "0.5", "--dev", "0.25", "--test", "0.25"]
 
 
-def run_cli(*args: str) -> int:
-    try:
-        main([*args])
-    except SystemExit as done:
-        return done.code
-    return 0
-
-
-def one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 # 1. teacher scores beyond float32, NaN training, a NaN model -----------------------------------------------------

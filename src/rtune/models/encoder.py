@@ -16,16 +16,6 @@ from rtune.models.settings import EncoderSettings
 
 class Encoder(Protocol):
     """Turns texts into embeddings where higher inner product means more relevant."""
-    def pool(self):
-        """The multi-process pool over `devices` (started once), or None for in-process encoding."""
-        if not self.devices or len(self.devices) < 2:
-            return None
-        if self._pool is None:
-            import atexit
-
-            self._pool = self.model.start_multi_process_pool(list(self.devices))
-            atexit.register(self.model.stop_multi_process_pool, self._pool)
-        return self._pool
 
     def encode_queries(self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
         """(n, dim) float32."""
