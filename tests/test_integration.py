@@ -9,6 +9,7 @@ import pytest
 
 from conftest import data_path
 from rtune.data.beir import read_beir
+from rtune.data.groups import read_groups, sample_groups
 from rtune.data.prepare import PrepareConfig, prepare
 from rtune.data.run_file import read_run
 from rtune.data.text import document_text
@@ -61,8 +62,19 @@ def test_short_stage1_run_trains_and_evaluates(xquad_en, minilm, tmp_path):
     mine(MineConfig(dataset=xquad_en, output=tmp_path / "mined", range="2-50", negatives=5))
     report = json.loads((tmp_path / "mined" / "mining_report.json").read_text())
     assert report["short_queries"] == 0 and report["positive_rank"]["at_rank_1"] > 0.5
-    summary = train_bi_encoder(TrainConfig(groups=tmp_path / "mined", dataset=xquad_en, output=tmp_path / "model",
-                                           model=str(minilm), max_queries=32, batch_size=16, max_passage_length=128))
-    assert summary["rows"]["rows"] == 32 and len(summary["dev_history"]) == 2
+    config = TrainConfig(groups=tmp_path / "mined", dataset=xquad_en, output=tmp_path / "model", model=str(minilm),
+                         max_queries=32, batch_size=16, max_passage_length=128, epochs=3, learning_rate=1e-4)
+    summary = train_bi_encoder(config)
+    assert summary["rows"]["rows"] == 32
+    # the untrained base already passes any fixed threshold here (hit@10 > 0.9 on test), so the test compares the
+    # trained model with the base on the queries it trained on: their positives must move up
+    trained_on = {g.query_id for g in sample_groups(list(read_groups(tmp_path / "mined" / "groups.jsonl")), 32, config.seed)}
+    mrr = {}
+    for name, model in (("base", str(minilm)), ("trained", str(tmp_path / "model"))):
+        evaluate(EvalConfig(dataset=xquad_en, model=model, split="train", output=tmp_path / f"eval-{name}", ks=[10]))
+        per_query = json.loads((tmp_path / f"eval-{name}" / "per_query.json").read_text())
+        mrr[name] = np.mean([per_query[q]["mrr@10"] for q in trained_on])
+    assert mrr["trained"] > mrr["base"] + 0.05, mrr  # measured: 0.872 -> 0.984
+    # and it still retrieves held-out questions (no collapse)
     means = evaluate(EvalConfig(dataset=xquad_en, model=str(tmp_path / "model"), split="test", ks=[10]))
     assert means["hit@10"] > 0.9
